@@ -1,0 +1,33 @@
+//! `rollup-supervisor-storage`: the durable state of rollup-supervisor, on sled.
+//!
+//! [`ChainsDb`] holds the canonical L1 index (one row per L1 block, parent-linked, with the safe
+//! and finalized heads) and one derivation log per L2 chain: which L2 blocks were derived as of
+//! which L1 block. Its writes enforce the derivation-log invariant (from one entry to the next
+//! exactly one side advances by exactly one parent-linked block) and are atomic across trees and
+//! flushed before they return; a write that would break an invariant is a typed
+//! [`StorageError`] and writes nothing. [`ChainsDb::check`] re-verifies every invariant by a full
+//! scan.
+//!
+//! This crate knows nothing of actors or RPC: the actors crate owns one `ChainsDb` inside its
+//! `ChainsDbActor`. The on-disk format is described in the `codec` module and carries a schema
+//! version; an unknown version or a malformed row is an error, never a panic.
+
+mod check;
+mod codec;
+mod db;
+mod error;
+mod types;
+
+pub use check::CheckReport;
+pub use db::ChainsDb;
+pub use error::{Result, Side, StorageError};
+pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
+
+/// Size in bytes of one L1 index row (key and value).
+pub const L1_ROW_BYTES: usize = 8 + codec::L1_VALUE_LEN;
+/// Size in bytes of one derivation row (key and value): one per derived L2 block; the
+/// `NewL1 : ExistingL2` entries take no row.
+pub const DERIVATION_ROW_BYTES: usize = 8 + codec::L2_VALUE_LEN;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,728 @@
+//! Unit tests for every error case, and property tests: random operation sequences never break
+//! an invariant, a rejected write changes nothing, and close + reopen gives the same state.
+#![allow(clippy::unwrap_used)]
+
+use alloy::primitives::B256;
+use proptest::prelude::*;
+
+use crate::*;
+
+/// A deterministic hash for block `n` on fork `fork` of chain `salt`.
+fn h(salt: u8, n: u64, fork: u8) -> B256 {
+    let mut b = [0u8; 32];
+    b[0] = salt;
+    b[1] = fork;
+    b[24..].copy_from_slice(&n.to_be_bytes());
+    B256::from(b)
+}
+
+fn block(salt: u8, n: u64, fork: u8, parent_fork: u8) -> BlockRef {
+    BlockRef {
+        number: n,
+        hash: h(salt, n, fork),
+        parent_hash: h(salt, n.wrapping_sub(1), parent_fork),
+        timestamp: n * 12,
+    }
+}
+
+fn l1(n: u64) -> BlockRef {
+    block(1, n, 0, 0)
+}
+
+fn l2(n: u64) -> BlockRef {
+    block(2, n, 0, 0)
+}
+
+fn db_with_l1(range: std::ops::RangeInclusive<u64>) -> ChainsDb {
+    let mut db = ChainsDb::temporary().unwrap();
+    let blocks: Vec<_> = range.map(l1).collect();
+    db.record_l1(&blocks).unwrap();
+    db
+}
+
+fn snapshot(db: &ChainsDb) -> String {
+    let mut out = format!("{:?}\n", db.heads().unwrap());
+    out += &format!("{:?}\n", db.l1_range(0, u64::MAX).unwrap());
+    for chain in db.chains() {
+        out += &format!(
+            "{chain}: {:?} {:?}\n",
+            db.chain_info(chain).unwrap(),
+            db.log(chain).unwrap()
+        );
+    }
+    out
+}
+
+#[test]
+fn l1_index_accepts_linked_blocks_and_repeats() {
+    let mut db = ChainsDb::temporary().unwrap();
+    assert_eq!(db.record_new_l1(l1(100)).unwrap(), Recorded::Appended(1));
+    assert_eq!(db.record_new_l1(l1(100)).unwrap(), Recorded::Repeat);
+    assert_eq!(
+        db.record_l1(&[l1(101), l1(102)]).unwrap(),
+        Recorded::Appended(2)
+    );
+    assert_eq!(db.latest_l1().unwrap(), Some(l1(102)));
+    assert_eq!(db.first_l1().unwrap(), Some(l1(100)));
+    assert_eq!(db.l1_block(101).unwrap(), Some(l1(101)));
+    assert_eq!(db.l1_block(99).unwrap(), None);
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn l1_index_errors_write_nothing() {
+    let mut db = db_with_l1(0..=5);
+    let before = snapshot(&db);
+    let cases: Vec<(Vec<BlockRef>, fn(&StorageError) -> bool)> = vec![
+        (vec![block(1, 6, 1, 1)], |e| {
+            matches!(e, StorageError::ParentMismatch { number: 6, .. })
+        }),
+        (vec![l1(8)], |e| {
+            matches!(
+                e,
+                StorageError::Future {
+                    next: 6,
+                    incoming: 8,
+                    ..
+                }
+            )
+        }),
+        (vec![block(1, 5, 1, 0)], |e| {
+            matches!(e, StorageError::Conflict { number: 5, .. })
+        }),
+        (vec![block(1, 3, 1, 0)], |e| {
+            matches!(e, StorageError::Conflict { number: 3, .. })
+        }),
+        (vec![l1(3)], |e| {
+            matches!(
+                e,
+                StorageError::Stale {
+                    tip: 5,
+                    incoming: 3,
+                    ..
+                }
+            )
+        }),
+        // A batch is all or nothing: a good block before a bad one is not written either.
+        (vec![l1(6), l1(8)], |e| {
+            matches!(e, StorageError::Future { next: 7, .. })
+        }),
+        (vec![l1(6), l1(6)], |e| {
+            matches!(e, StorageError::Stale { .. })
+        }),
+    ];
+    for (blocks, expected) in cases {
+        let err = db.record_l1(&blocks).unwrap_err();
+        assert!(expected(&err), "{blocks:?}: unexpected {err}");
+        assert_eq!(snapshot(&db), before);
+    }
+    let top = BlockRef {
+        number: u64::MAX,
+        ..l1(5)
+    };
+    assert!(matches!(
+        db.record_new_l1(top),
+        Err(StorageError::Future { .. })
+    ));
+}
+
+#[test]
+fn finality_never_moves_backwards_and_must_match_the_index() {
+    let mut db = db_with_l1(0..=10);
+    db.set_finalized(l1(4)).unwrap();
+    db.set_finalized(l1(4)).unwrap();
+    assert!(matches!(
+        db.set_finalized(l1(3)),
+        Err(StorageError::FinalityRegression {
+            current: 4,
+            incoming: 3
+        })
+    ));
+    assert!(matches!(
+        db.set_finalized(block(1, 4, 1, 0)),
+        Err(StorageError::Conflict { .. })
+    ));
+    assert!(matches!(
+        db.set_finalized(block(1, 6, 1, 0)),
+        Err(StorageError::Conflict { .. })
+    ));
+    assert!(matches!(
+        db.set_safe(block(1, 7, 1, 0)),
+        Err(StorageError::Conflict { .. })
+    ));
+    db.set_safe(l1(8)).unwrap();
+    // Heads beyond the index are allowed (the node may be ahead of a catching-up index).
+    db.set_finalized(l1(50)).unwrap();
+    let heads = db.heads().unwrap();
+    assert_eq!(
+        (heads.latest, heads.safe, heads.finalized),
+        (Some(l1(10)), Some(l1(8)), Some(l1(50)))
+    );
+}
+
+#[test]
+fn rewind_l1_removes_blocks_and_derivations_atomically_and_respects_finality() {
+    let mut db = db_with_l1(0..=3);
+    db.add_chain(10, ChainMode::FollowsL1).unwrap();
+    db.add_chain(20, ChainMode::FollowsL1).unwrap();
+    db.record_derived_from_head(10, &[l2(0), l2(1)]).unwrap();
+    db.record_l1(&[l1(4), l1(5)]).unwrap();
+    db.record_derived_from_head(10, &[l2(2)]).unwrap();
+    db.record_derived_from_head(20, &[block(3, 7, 0, 0)])
+        .unwrap();
+    db.set_safe(l1(5)).unwrap();
+    db.set_finalized(l1(2)).unwrap();
+
+    assert!(matches!(
+        db.rewind_l1(1),
+        Err(StorageError::BelowFinalized {
+            to: 1,
+            finalized: 2
+        })
+    ));
+    db.rewind_l1(4).unwrap();
+    assert_eq!(db.latest_l1().unwrap(), Some(l1(4)));
+    assert_eq!(db.heads().unwrap().safe, None);
+    assert_eq!(db.latest(10).unwrap().unwrap().derived, l2(1));
+    assert_eq!(db.latest(10).unwrap().unwrap().source, l1(4));
+    // Chain 20's only entry came from L1 5: its log is now empty.
+    assert_eq!(db.latest(20).unwrap(), None);
+    assert!(db.check().unwrap().is_ok());
+    // Re-recording forward extends chain 10 again.
+    db.record_new_l1(block(1, 5, 1, 0)).unwrap();
+    assert_eq!(db.latest(10).unwrap().unwrap().source, block(1, 5, 1, 0));
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn record_new_l1_extends_only_chains_that_finished_with_the_previous_block() {
+    let mut db = db_with_l1(0..=1);
+    db.add_chain(1, ChainMode::FollowsL1).unwrap();
+    db.add_chain(2, ChainMode::Explicit).unwrap();
+    db.add_chain(3, ChainMode::Explicit).unwrap();
+    db.record_derived(1, l1(1), l2(0)).unwrap();
+    db.record_derived(2, l1(1), l2(0)).unwrap();
+    db.record_derived(3, l1(1), l2(0)).unwrap();
+    db.mark_finished(3, 1).unwrap();
+    assert!(matches!(
+        db.mark_finished(3, 0),
+        Err(StorageError::Stale { .. })
+    ));
+    assert!(matches!(
+        db.mark_finished(3, 2),
+        Err(StorageError::Future { .. })
+    ));
+    db.record_new_l1(l1(2)).unwrap();
+    assert_eq!(db.latest(1).unwrap().unwrap().source, l1(2));
+    assert_eq!(
+        db.latest(2).unwrap().unwrap().source,
+        l1(1),
+        "chain 2 has not finished with L1 1"
+    );
+    assert_eq!(db.latest(3).unwrap().unwrap().source, l1(2));
+    // Chain 2 may still append L2 blocks derived from L1 1: its log is not corrupted.
+    db.record_derived(2, l1(1), l2(1)).unwrap();
+    // ...and then advance its source itself.
+    db.record_derived(2, l1(2), l2(1)).unwrap();
+    assert_eq!(db.log(2).unwrap().len(), 3);
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn derivation_log_errors_write_nothing() {
+    let mut db = db_with_l1(0..=5);
+    db.add_chain(7, ChainMode::Explicit).unwrap();
+    db.record_derived(7, l1(2), l2(10)).unwrap();
+    db.record_derived(7, l1(2), l2(11)).unwrap();
+    assert_eq!(
+        db.record_derived(7, l1(2), l2(11)).unwrap(),
+        Recorded::Repeat
+    );
+    let before = snapshot(&db);
+    let cases: Vec<(BlockRef, BlockRef, fn(&StorageError) -> bool)> = vec![
+        (l1(2), block(2, 11, 1, 0), |e| {
+            matches!(
+                e,
+                StorageError::Conflict {
+                    side: Side::L2(7),
+                    number: 11,
+                    ..
+                }
+            )
+        }),
+        (l1(2), block(2, 10, 1, 0), |e| {
+            matches!(
+                e,
+                StorageError::Conflict {
+                    side: Side::L2(7),
+                    number: 10,
+                    ..
+                }
+            )
+        }),
+        (l1(2), l2(10), |e| matches!(e, StorageError::Stale { .. })),
+        (l1(2), l2(13), |e| {
+            matches!(
+                e,
+                StorageError::Future {
+                    side: Side::L2(7),
+                    next: 12,
+                    incoming: 13
+                }
+            )
+        }),
+        (l1(4), l2(11), |e| {
+            matches!(
+                e,
+                StorageError::Future {
+                    side: Side::L1,
+                    next: 3,
+                    incoming: 4
+                }
+            )
+        }),
+        (l1(3), l2(12), |e| {
+            matches!(
+                e,
+                StorageError::OutOfOrder {
+                    chain: 7,
+                    source_number: 3,
+                    derived_number: 12
+                }
+            )
+        }),
+        (l1(2), block(2, 12, 0, 1), |e| {
+            matches!(
+                e,
+                StorageError::ParentMismatch {
+                    side: Side::L2(7),
+                    number: 12,
+                    ..
+                }
+            )
+        }),
+        (l1(1), l2(12), |e| {
+            matches!(e, StorageError::Stale { side: Side::L1, .. })
+        }),
+        (block(1, 3, 1, 0), l2(11), |e| {
+            matches!(
+                e,
+                StorageError::Conflict {
+                    side: Side::L1,
+                    number: 3,
+                    ..
+                }
+            )
+        }),
+        (l1(9), l2(11), |e| {
+            matches!(e, StorageError::UnknownL1 { number: 9, .. })
+        }),
+    ];
+    for (source, derived, expected) in cases {
+        let err = db.record_derived(7, source, derived).unwrap_err();
+        assert!(expected(&err), "({source}, {derived}): unexpected {err}");
+        assert_eq!(snapshot(&db), before);
+    }
+    // A batch that goes bad half-way writes nothing.
+    let err = db
+        .record_derived_batch(7, &[(l1(2), l2(12)), (l1(2), l2(14))])
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Future { .. }));
+    assert_eq!(snapshot(&db), before);
+    assert!(matches!(
+        db.record_derived(8, l1(1), l2(1)),
+        Err(StorageError::UnknownChain(8))
+    ));
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn queries_over_a_log() {
+    let mut db = db_with_l1(10..=10);
+    db.add_chain(5, ChainMode::FollowsL1).unwrap();
+    assert!(matches!(
+        db.derived_at(5, 10),
+        Err(StorageError::EmptyChain(5))
+    ));
+    assert!(matches!(
+        db.derived_from(5, 0),
+        Err(StorageError::EmptyChain(5))
+    ));
+    // L1 10: L2 100..=102; L1 11, 12: nothing new; L1 13: L2 103.
+    db.record_derived_from_head(5, &[l2(100), l2(101), l2(102)])
+        .unwrap();
+    db.record_l1(&[l1(11), l1(12), l1(13)]).unwrap();
+    db.record_derived_from_head(5, &[l2(103)]).unwrap();
+    for (at, expected) in [(10, 102), (11, 102), (12, 102), (13, 103)] {
+        assert_eq!(
+            db.derived_at(5, at).unwrap(),
+            l2(expected),
+            "derived_at {at}"
+        );
+    }
+    assert!(matches!(
+        db.derived_at(5, 9),
+        Err(StorageError::BeforeStart {
+            asked: 9,
+            first: 10,
+            ..
+        })
+    ));
+    assert!(matches!(
+        db.derived_at(5, 14),
+        Err(StorageError::NotDerivedYet {
+            asked: 14,
+            have: 13,
+            ..
+        })
+    ));
+    assert_eq!(db.derived_from(5, 100).unwrap(), l1(10));
+    assert_eq!(db.derived_from(5, 103).unwrap(), l1(13));
+    assert!(matches!(
+        db.derived_from(5, 99),
+        Err(StorageError::BeforeStart { .. })
+    ));
+    assert!(matches!(
+        db.derived_from(5, 104),
+        Err(StorageError::NotDerivedYet { .. })
+    ));
+    assert_eq!(
+        db.latest(5).unwrap(),
+        Some(DerivedPair {
+            source: l1(13),
+            derived: l2(103)
+        })
+    );
+    // The expanded log: every entry advances exactly one side by one.
+    let log = db.log(5).unwrap();
+    assert_eq!(log.len(), 7);
+    for w in log.windows(2) {
+        let l1_step = w[1].source.number - w[0].source.number;
+        let l2_step = w[1].derived.number - w[0].derived.number;
+        assert_eq!(l1_step + l2_step, 1, "{w:?}");
+    }
+}
+
+#[test]
+fn last_common_l1_is_the_minimum_over_chains() {
+    let mut db = ChainsDb::temporary().unwrap();
+    assert_eq!(db.last_common_l1().unwrap(), None);
+    db.record_l1(&(0..=9).map(l1).collect::<Vec<_>>()).unwrap();
+    for chain in [1, 2, 3] {
+        db.add_chain(chain, ChainMode::Explicit).unwrap();
+    }
+    assert_eq!(
+        db.last_common_l1().unwrap(),
+        None,
+        "no chain has an entry yet"
+    );
+    db.record_derived(2, l1(7), l2(0)).unwrap();
+    db.record_derived(1, l1(3), l2(0)).unwrap();
+    db.record_derived(3, l1(9), l2(0)).unwrap();
+    assert_eq!(db.last_common_l1().unwrap(), Some(l1(3)));
+    db.record_derived(1, l1(4), l2(0)).unwrap();
+    assert_eq!(db.last_common_l1().unwrap(), Some(l1(4)));
+}
+
+#[test]
+fn rewind_chain_truncates_and_keeps_the_head() {
+    let mut db = db_with_l1(0..=2);
+    db.add_chain(1, ChainMode::FollowsL1).unwrap();
+    db.record_derived_from_head(1, &[l2(5), l2(6), l2(7)])
+        .unwrap();
+    db.rewind_chain(1, 5).unwrap();
+    assert_eq!(
+        db.latest(1).unwrap(),
+        Some(DerivedPair {
+            source: l1(2),
+            derived: l2(5)
+        })
+    );
+    db.record_derived_from_head(1, &[block(2, 6, 1, 0)])
+        .unwrap();
+    db.rewind_chain(1, 4).unwrap();
+    assert_eq!(db.latest(1).unwrap(), None);
+    assert!(db.check().unwrap().is_ok());
+    assert!(matches!(
+        db.rewind_chain(9, 0),
+        Err(StorageError::UnknownChain(9))
+    ));
+}
+
+#[test]
+fn reopen_keeps_everything_and_schema_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let mut db = ChainsDb::open(dir.path()).unwrap();
+        db.record_l1(&(0..=3).map(l1).collect::<Vec<_>>()).unwrap();
+        db.add_chain(4, ChainMode::FollowsL1).unwrap();
+        db.record_derived_from_head(4, &[l2(1)]).unwrap();
+        db.set_finalized(l1(1)).unwrap();
+        snapshot(&db)
+    };
+    assert_eq!(snapshot(&ChainsDb::open(dir.path()).unwrap()), before);
+    {
+        let raw = sled::open(dir.path()).unwrap();
+        raw.open_tree("meta")
+            .unwrap()
+            .insert("schema", &7u32.to_be_bytes())
+            .unwrap();
+        raw.flush().unwrap();
+    }
+    let err = ChainsDb::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::UnsupportedSchema {
+                found: 7,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_rows_are_errors_and_check_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut db = ChainsDb::open(dir.path()).unwrap();
+        db.record_l1(&(0..=3).map(l1).collect::<Vec<_>>()).unwrap();
+        db.add_chain(4, ChainMode::FollowsL1).unwrap();
+        db.record_derived_from_head(4, &[l2(1), l2(2)]).unwrap();
+    }
+    {
+        let raw = sled::open(dir.path()).unwrap();
+        raw.open_tree("l1")
+            .unwrap()
+            .insert(2u64.to_be_bytes(), &[0u8; 5])
+            .unwrap();
+        raw.open_tree("l2/4")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), &[9u8; 80][..])
+            .unwrap();
+        raw.flush().unwrap();
+    }
+    let db = ChainsDb::open(dir.path()).unwrap();
+    assert!(matches!(db.l1_block(2), Err(StorageError::Corrupt { .. })));
+    let report = db.check().unwrap();
+    let text = report.problems.join("\n");
+    assert!(
+        text.contains("corrupt row in tree l1 at key 0x0000000000000002"),
+        "{text}"
+    );
+    assert!(text.contains("chain 4: L2 block 2 has parent"), "{text}");
+}
+
+#[test]
+fn check_reports_broken_links() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut db = ChainsDb::open(dir.path()).unwrap();
+        db.record_l1(&(0..=3).map(l1).collect::<Vec<_>>()).unwrap();
+    }
+    {
+        let raw = sled::open(dir.path()).unwrap();
+        let mut bad = block(1, 2, 0, 9);
+        bad.hash = h(1, 2, 0);
+        raw.open_tree("l1")
+            .unwrap()
+            .insert(2u64.to_be_bytes(), &crate::codec::encode_l1(&bad)[..])
+            .unwrap();
+        raw.open_tree("l1")
+            .unwrap()
+            .remove(3u64.to_be_bytes())
+            .unwrap();
+        raw.open_tree("l1")
+            .unwrap()
+            .insert(5u64.to_be_bytes(), &crate::codec::encode_l1(&l1(5))[..])
+            .unwrap();
+        raw.flush().unwrap();
+    }
+    let report = ChainsDb::open(dir.path()).unwrap().check().unwrap();
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(report.problems[0].starts_with("L1 block 2 has parent"));
+    assert_eq!(
+        report.problems[1],
+        "L1 index has a gap: block 5 follows block 2"
+    );
+}
+
+// ---- property tests -------------------------------------------------------------------------
+
+/// One operation against the database, with inputs drawn from a small world of two forks so
+/// that valid and invalid writes both happen often.
+#[derive(Clone, Debug)]
+enum Op {
+    L1 {
+        delta: i8,
+        fork: u8,
+        parent_fork: u8,
+        count: u8,
+    },
+    Derived {
+        chain: u8,
+        source_step: u8,
+        delta: i8,
+        fork: u8,
+        parent_fork: u8,
+    },
+    FromHead {
+        chain: u8,
+        count: u8,
+        fork: u8,
+    },
+    Finished {
+        chain: u8,
+        back: u8,
+    },
+    RewindL1 {
+        back: u8,
+    },
+    RewindChain {
+        chain: u8,
+        back: u8,
+    },
+    Safe {
+        back: u8,
+    },
+    Finalized {
+        back: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (-1i8..=2, 0u8..2, 0u8..2, 1u8..4).prop_map(|(delta, fork, parent_fork, count)| Op::L1 { delta, fork, parent_fork, count }),
+        3 => (0u8..3, 0u8..3, -1i8..=2, 0u8..2, 0u8..2).prop_map(|(chain, source_step, delta, fork, parent_fork)| Op::Derived { chain, source_step, delta, fork, parent_fork }),
+        3 => (0u8..3, 1u8..4, 0u8..2).prop_map(|(chain, count, fork)| Op::FromHead { chain, count, fork }),
+        1 => (0u8..3, 0u8..2).prop_map(|(chain, back)| Op::Finished { chain, back }),
+        1 => (0u8..6).prop_map(|back| Op::RewindL1 { back }),
+        1 => (0u8..3, 0u8..4).prop_map(|(chain, back)| Op::RewindChain { chain, back }),
+        1 => (0u8..4).prop_map(|back| Op::Safe { back }),
+        1 => (0u8..6).prop_map(|back| Op::Finalized { back }),
+    ]
+}
+
+fn apply(db: &mut ChainsDb, op: &Op) -> Result<()> {
+    let l1_tip = db.latest_l1()?.map_or(0, |b| b.number);
+    let back = |b: u8| l1_tip.saturating_sub(u64::from(b));
+    let l1_at = |db: &ChainsDb, n: u64, fork: u8| {
+        Ok::<_, StorageError>(db.l1_block(n)?.unwrap_or(block(1, n, fork, fork)))
+    };
+    let chain = |c: u8| u64::from(c) + 1;
+    match *op {
+        Op::L1 {
+            delta,
+            fork,
+            parent_fork,
+            count,
+        } => {
+            let start = l1_tip.saturating_add_signed(i64::from(delta));
+            let blocks: Vec<_> = (0..u64::from(count))
+                .map(|i| block(1, start + i, fork, if i == 0 { parent_fork } else { fork }))
+                .collect();
+            db.record_l1(&blocks).map(|_| ())
+        }
+        Op::Derived {
+            chain: c,
+            source_step,
+            delta,
+            fork,
+            parent_fork,
+        } => {
+            let latest = db.latest(chain(c))?;
+            let (s, d) = latest.map_or((l1_tip, 0), |p| (p.source.number, p.derived.number));
+            let source = l1_at(db, s + u64::from(source_step), fork)?;
+            let derived = block(
+                2 + c,
+                d.saturating_add_signed(i64::from(delta)),
+                fork,
+                parent_fork,
+            );
+            db.record_derived(chain(c), source, derived).map(|_| ())
+        }
+        Op::FromHead {
+            chain: c,
+            count,
+            fork,
+        } => {
+            let next = db.latest(chain(c))?.map_or(0, |p| p.derived.number + 1);
+            let parent_fork = db.latest(chain(c))?.map_or(fork, |p| p.derived.hash[1]);
+            let blocks: Vec<_> = (0..u64::from(count))
+                .map(|i| {
+                    block(
+                        2 + c,
+                        next + i,
+                        fork,
+                        if i == 0 { parent_fork } else { fork },
+                    )
+                })
+                .collect();
+            db.record_derived_from_head(chain(c), &blocks).map(|_| ())
+        }
+        Op::Finished { chain: c, back: b } => {
+            let head = db.chain_info(chain(c))?.1.unwrap_or(0);
+            db.mark_finished(chain(c), head.saturating_sub(u64::from(b)))
+        }
+        Op::RewindL1 { back: b } => db.rewind_l1(back(b)),
+        Op::RewindChain { chain: c, back: b } => {
+            let last = db.latest(chain(c))?.map_or(0, |p| p.derived.number);
+            db.rewind_chain(chain(c), last.saturating_sub(u64::from(b)))
+        }
+        Op::Safe { back: b } => db.set_safe(l1_at(db, back(b), 0)?),
+        Op::Finalized { back: b } => db.set_finalized(l1_at(db, back(b), 0)?),
+    }
+}
+
+fn assert_log_invariant(db: &ChainsDb) {
+    for chain in db.chains() {
+        let log = db.log(chain).unwrap();
+        for w in log.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let l1_step = b.source.number - a.source.number;
+            let l2_step = b.derived.number - a.derived.number;
+            assert_eq!(l1_step + l2_step, 1, "chain {chain}: {a:?} -> {b:?}");
+            if l1_step == 1 {
+                assert!(b.source.is_child_of(&a.source));
+                assert_eq!(a.derived, b.derived);
+            } else {
+                assert!(b.derived.is_child_of(&a.derived));
+                assert_eq!(a.source, b.source);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operations_keep_every_invariant(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = ChainsDb::open(dir.path()).unwrap();
+        for chain in 1..=3 {
+            let mode = if chain == 2 { ChainMode::Explicit } else { ChainMode::FollowsL1 };
+            db.add_chain(chain, mode).unwrap();
+        }
+        let mut finalized = None;
+        for op in &ops {
+            let before = snapshot(&db);
+            let result = apply(&mut db, op);
+            if result.is_err() {
+                prop_assert_eq!(&snapshot(&db), &before, "a rejected {:?} changed the database", op);
+            }
+            let report = db.check().unwrap();
+            prop_assert!(report.is_ok(), "after {:?}: {:?}", op, report.problems);
+            assert_log_invariant(&db);
+            let now = db.heads().unwrap().finalized.map(|b| b.number);
+            prop_assert!(now >= finalized, "finality moved back after {:?}", op);
+            finalized = now;
+            // Close and reopen: the same state.
+            let state = snapshot(&db);
+            drop(db);
+            db = ChainsDb::open(dir.path()).unwrap();
+            prop_assert_eq!(snapshot(&db), state);
+        }
+    }
+}
