@@ -16,6 +16,9 @@ fn h(salt: u8, n: u64, fork: u8) -> B256 {
     B256::from(b)
 }
 
+/// A predicate over the error a rejected write returns.
+type Expect = fn(&StorageError) -> bool;
+
 fn block(salt: u8, n: u64, fork: u8, parent_fork: u8) -> BlockRef {
     BlockRef {
         number: n,
@@ -73,7 +76,7 @@ fn l1_index_accepts_linked_blocks_and_repeats() {
 fn l1_index_errors_write_nothing() {
     let mut db = db_with_l1(0..=5);
     let before = snapshot(&db);
-    let cases: Vec<(Vec<BlockRef>, fn(&StorageError) -> bool)> = vec![
+    let cases: Vec<(Vec<BlockRef>, Expect)> = vec![
         (vec![block(1, 6, 1, 1)], |e| {
             matches!(e, StorageError::ParentMismatch { number: 6, .. })
         }),
@@ -239,7 +242,7 @@ fn derivation_log_errors_write_nothing() {
         Recorded::Repeat
     );
     let before = snapshot(&db);
-    let cases: Vec<(BlockRef, BlockRef, fn(&StorageError) -> bool)> = vec![
+    let cases: Vec<(BlockRef, BlockRef, Expect)> = vec![
         (l1(2), block(2, 11, 1, 0), |e| {
             matches!(
                 e,
