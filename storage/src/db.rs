@@ -664,6 +664,21 @@ impl ChainsDb {
         }
     }
 
+    /// The derived L2 blocks of `chain` in `from..=to`, in order.
+    pub fn derived_range(&self, chain: ChainId, from: u64, to: u64) -> Result<Vec<BlockRef>> {
+        let tree = self.l2_tree(chain)?;
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let name = codec::l2_tree_name(chain);
+        tree.range(codec::num_key(from)..=codec::num_key(to))
+            .map(|row| {
+                let (k, v) = row?;
+                Ok(codec::decode_l2(&name, &k, &v)?.0)
+            })
+            .collect()
+    }
+
     /// The lowest head over all chains: the L1 block every chain has advanced to. `None` when no
     /// chain has an entry yet.
     pub fn last_common_l1(&self) -> Result<Option<BlockRef>> {

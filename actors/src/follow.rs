@@ -1,0 +1,276 @@
+//! [`Follower`]: follows one chain's head on its node and mirrors it into a [`FollowStore`],
+//! batch by batch, detecting reorgs by parent hash and rewinding to the common ancestor.
+//!
+//! The same logic serves the L1 index (the L1 watcher) and each L2 chain's derived blocks (the
+//! L2 watchers); only the store differs. It is plain async code with no actor in it: the
+//! watcher actor drives one [`Follower::step`] at a time.
+
+use std::future::Future;
+
+use actix::MailboxError;
+use rollup_supervisor_storage::{BlockRef, StorageError};
+use tracing::{info, warn};
+
+use crate::{
+    metrics::Metrics,
+    rpc::{BlockTag, EthRpc, RpcError},
+};
+
+/// Where a [`Follower`] keeps what it has seen.
+#[allow(async_fn_in_trait)]
+pub trait FollowStore {
+    /// The newest stored block.
+    fn tip(&self) -> impl Future<Output = Result<Option<BlockRef>, FollowError>>;
+    /// The stored blocks in `from..=to`.
+    fn stored(&self, from: u64, to: u64) -> impl Future<Output = Result<Vec<BlockRef>, FollowError>>;
+    /// The lowest height a rewind may reach (L1: the finalized block).
+    fn floor(&self) -> impl Future<Output = Result<Option<u64>, FollowError>>;
+    /// Appends consecutive blocks that extend the tip, in one durable write.
+    fn append(&self, blocks: Vec<BlockRef>) -> impl Future<Output = Result<(), FollowError>>;
+    /// Drops every stored block above `common_ancestor`.
+    fn rewind(&self, common_ancestor: u64, old_tip: u64) -> impl Future<Output = Result<(), FollowError>>;
+    /// Reads and records the node's labelled heads (L1: safe and finalized); nothing by default.
+    fn poll_heads(&self, rpc: &EthRpc) -> impl Future<Output = Result<(), FollowError>> {
+        let _ = rpc;
+        async { Ok(()) }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The node did not answer, or answered garbage.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The node's answers contradict each other (it reorged between two calls).
+    #[error("inconsistent node answer: {0}")]
+    Inconsistent(String),
+    /// The node serves another chain than configured.
+    #[error("the node at {endpoint} serves chain {got}, not the configured chain {expected}")]
+    WrongChain {
+        /// The node's address.
+        endpoint: String,
+        /// The configured chain id.
+        expected: u64,
+        /// The node's chain id.
+        got: u64,
+    },
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Storage(#[from] StorageError),
+    /// The database actor is gone.
+    #[error("database actor unreachable: {0}")]
+    DbGone(#[from] MailboxError),
+    /// A block at or below the finalized height differs from the node's.
+    #[error("stored block {number} is at or below the finalized block {floor} but no longer canonical")]
+    FinalizedReorg {
+        /// The height of the mismatch.
+        number: u64,
+        /// The finalized height.
+        floor: u64,
+    },
+}
+
+impl FollowError {
+    /// Errors the follower cannot handle by waiting: the actor stops and its supervisor restarts
+    /// it, with state reloaded from the database and exponential backoff.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            FollowError::DbGone(_)
+                | FollowError::FinalizedReorg { .. }
+                | FollowError::Storage(
+                    StorageError::Corrupt { .. } | StorageError::Sled(_) | StorageError::UnsupportedSchema { .. }
+                )
+        )
+    }
+}
+
+/// How a [`Follower`] follows.
+#[derive(Clone, Debug)]
+pub struct FollowConfig {
+    /// Which head to follow.
+    pub tag: BlockTag,
+    /// Stay this many blocks behind the head.
+    pub confirmations: u64,
+    /// Blocks per batched request (at least 1).
+    pub batch_size: u64,
+    /// Where an empty store starts; the head if `None`.
+    pub start_block: Option<u64>,
+    /// The chain id the node must serve, checked before the first step after every (re)start.
+    pub expected_chain_id: Option<u64>,
+}
+
+/// What a step achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing new (or the node is behind us).
+    Idle,
+    /// Blocks were recorded; `behind` more are known to be waiting.
+    Advanced {
+        /// Blocks between the new tip and the target.
+        behind: u64,
+    },
+    /// A reorg was found and the store rewound to the common ancestor.
+    Rewound,
+}
+
+/// Follows one chain; see the module documentation.
+#[derive(Debug)]
+pub struct Follower<S> {
+    rpc: EthRpc,
+    store: S,
+    cfg: FollowConfig,
+    name: String,
+    metrics: Metrics,
+    tip: Option<BlockRef>,
+    chain_checked: bool,
+}
+
+impl<S: FollowStore> Follower<S> {
+    /// A follower named `name` (in logs and metric labels).
+    pub fn new(name: impl Into<String>, rpc: EthRpc, store: S, cfg: FollowConfig, metrics: Metrics) -> Self {
+        Self { rpc, store, cfg, name: name.into(), metrics, tip: None, chain_checked: false }
+    }
+
+    /// Forgets everything cached: the next step reloads the tip and re-checks the chain id.
+    pub fn reset(&mut self) {
+        self.tip = None;
+        self.chain_checked = false;
+    }
+
+    /// The node client.
+    pub fn rpc(&self) -> &EthRpc {
+        &self.rpc
+    }
+
+    /// The name used in logs and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One round: catch up by at most one batch, or find and rewind a reorg.
+    pub async fn step(&mut self) -> Result<Progress, FollowError> {
+        let tip = match self.tip {
+            Some(tip) => Some(tip),
+            None => self.store.tip().await?,
+        };
+        self.tip = tip;
+        if !self.chain_checked {
+            if let Some(expected) = self.cfg.expected_chain_id {
+                let got = self.rpc.chain_id().await?;
+                if got != expected {
+                    return Err(FollowError::WrongChain { endpoint: self.rpc.endpoint().to_owned(), expected, got });
+                }
+            }
+            self.chain_checked = true;
+        }
+        let Some(head) = self.rpc.block_by_tag(self.cfg.tag).await? else {
+            return Ok(Progress::Idle);
+        };
+        let target = head.number.saturating_sub(self.cfg.confirmations);
+        let Some(tip) = tip else { return self.anchor(target).await };
+
+        if target <= tip.number {
+            // Nothing new above us; is what we hold at `target` still the node's block? This
+            // catches a reorg to a chain no longer than ours, also one that happened while we
+            // were stopped.
+            let node = self.rpc.block_by_number(target).await?;
+            let stored = self.store.stored(target, target).await?;
+            return match (node, stored.first()) {
+                (Some(n), Some(s)) if n.hash != s.hash => self.rewind_from(target, tip).await,
+                _ => Ok(Progress::Idle),
+            };
+        }
+
+        let to = target.min(tip.number.saturating_add(self.cfg.batch_size.max(1)));
+        let blocks = self.rpc.blocks(tip.number + 1..=to).await?;
+        let Some(first) = blocks.first() else { return Ok(Progress::Idle) };
+        if let Some(w) = blocks.windows(2).find(|w| !w[1].is_child_of(&w[0])) {
+            return Err(FollowError::Inconsistent(format!(
+                "block {} does not link to block {} in one batch",
+                w[1].number, w[0].number
+            )));
+        }
+        if !first.is_child_of(&tip) {
+            // The node's chain forks below our tip (also after a restart: a reorg while down).
+            return self.rewind_from(tip.number, tip).await;
+        }
+        let last = blocks[blocks.len() - 1];
+        let count = blocks.len() as u64;
+        if let Err(e) = self.store.append(blocks).await {
+            // The store moved under us (a rewind by another watcher): reload next time.
+            self.tip = None;
+            return Err(e);
+        }
+        self.tip = Some(last);
+        let labels = [("watcher", self.name.as_str())];
+        self.metrics.add("blocks_recorded_total", &labels, count);
+        self.metrics.set("head_block_number", &labels, last.number);
+        Ok(Progress::Advanced { behind: target - last.number })
+    }
+
+    /// An empty store starts at the configured block, or at the head.
+    async fn anchor(&mut self, target: u64) -> Result<Progress, FollowError> {
+        let start = self.cfg.start_block.unwrap_or(target);
+        if start > target {
+            return Ok(Progress::Idle);
+        }
+        let Some(block) = self.rpc.block_by_number(start).await? else { return Ok(Progress::Idle) };
+        self.store.append(vec![block]).await?;
+        info!(target: "follow", watcher = %self.name, number = block.number, hash = %block.hash, "started following");
+        self.tip = Some(block);
+        Ok(Progress::Advanced { behind: target - start })
+    }
+
+    /// Finds the highest stored block at or below `from` that the node still has, and rewinds
+    /// the store to it.
+    async fn rewind_from(&mut self, from: u64, tip: BlockRef) -> Result<Progress, FollowError> {
+        let floor = self.store.floor().await?;
+        let batch = self.cfg.batch_size.max(1);
+        let mut hi = from;
+        let ancestor = loop {
+            if let Some(floor) = floor
+                && hi < floor
+            {
+                return Err(FollowError::FinalizedReorg { number: hi + 1, floor });
+            }
+            let lo = hi.saturating_sub(batch - 1).max(floor.unwrap_or(0));
+            let stored = self.store.stored(lo, hi).await?;
+            let node = self.rpc.blocks(lo..=hi).await?;
+            let matching = stored.iter().rev().find(|s| node.get((s.number - lo) as usize).is_some_and(|n| n.hash == s.hash));
+            if let Some(m) = matching {
+                break m.number;
+            }
+            match stored.first() {
+                // Nothing stored down here: everything we hold is off the node's chain.
+                None => break hi,
+                // The first stored block is in this window and differs: drop everything.
+                Some(first) if first.number > lo || lo == 0 => {
+                    break first.number.checked_sub(1).ok_or_else(|| {
+                        FollowError::Inconsistent("the node's genesis block differs from the stored one".into())
+                    })?;
+                }
+                Some(_) => {}
+            }
+            if floor == Some(lo) {
+                return Err(FollowError::FinalizedReorg { number: lo, floor: lo });
+            }
+            hi = lo - 1;
+        };
+        warn!(
+            target: "follow",
+            watcher = %self.name,
+            old_tip = tip.number,
+            common_ancestor = ancestor,
+            depth = tip.number - ancestor,
+            "reorg: rewinding to the common ancestor"
+        );
+        self.store.rewind(ancestor, tip.number).await?;
+        let labels = [("watcher", self.name.as_str())];
+        self.metrics.inc("reorgs_total", &labels);
+        self.metrics.set("reorg_depth_blocks", &labels, tip.number - ancestor);
+        self.tip = None;
+        Ok(Progress::Rewound)
+    }
+}

@@ -1,0 +1,207 @@
+//! [`EthRpc`]: the few Ethereum JSON-RPC calls the watchers need, over alloy's HTTP client,
+//! with a request timeout and strict validation of what the node answers.
+
+use std::{ops::RangeInclusive, time::Duration};
+
+use alloy::{
+    primitives::{B256, U64},
+    rpc::client::RpcClient,
+    transports::{
+        TransportError,
+        http::{Http, reqwest},
+    },
+};
+use rollup_supervisor_storage::BlockRef;
+use serde::{Deserialize, Serialize};
+
+/// A block tag (or a number) as `eth_getBlockByNumber` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockTag {
+    /// The node's newest block.
+    Latest,
+    /// The node's safe block.
+    Safe,
+    /// The node's finalized block.
+    Finalized,
+}
+
+impl BlockTag {
+    fn as_str(self) -> &'static str {
+        match self {
+            BlockTag::Latest => "latest",
+            BlockTag::Safe => "safe",
+            BlockTag::Finalized => "finalized",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can go wrong talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The request failed: connection refused, timeout, HTTP error, a JSON-RPC error, or a
+    /// reply that does not parse.
+    #[error("{endpoint}: {source}")]
+    Transport {
+        /// The node's address.
+        endpoint: String,
+        /// The underlying failure.
+        #[source]
+        source: TransportError,
+    },
+    /// The reply parsed but is wrong: a block at another height than asked, a missing field.
+    #[error("{endpoint}: bad answer: {reason}")]
+    BadAnswer {
+        /// The node's address.
+        endpoint: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The header fields we read; everything else in the block is ignored (and not even parsed).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcHeader {
+    hash: Option<B256>,
+    number: Option<U64>,
+    parent_hash: B256,
+    timestamp: U64,
+}
+
+impl RpcHeader {
+    fn into_ref(self) -> Option<BlockRef> {
+        Some(BlockRef {
+            hash: self.hash?,
+            number: self.number?.to(),
+            parent_hash: self.parent_hash,
+            timestamp: self.timestamp.to(),
+        })
+    }
+}
+
+/// A JSON-RPC client for one node.
+#[derive(Clone, Debug)]
+pub struct EthRpc {
+    client: RpcClient,
+    endpoint: String,
+}
+
+impl EthRpc {
+    /// A client for `url` (http or https) whose every request gives up after `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let parsed: reqwest::Url = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("invalid URL {url:?}: only http and https are supported"));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let client = RpcClient::new(Http::with_client(http, parsed), false);
+        Ok(Self { client, endpoint: redact(url) })
+    }
+
+    /// The node's address, without credentials.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn transport(&self, source: TransportError) -> RpcError {
+        RpcError::Transport { endpoint: self.endpoint.clone(), source }
+    }
+
+    fn bad(&self, reason: impl Into<String>) -> RpcError {
+        RpcError::BadAnswer { endpoint: self.endpoint.clone(), reason: reason.into() }
+    }
+
+    /// `eth_chainId`.
+    pub async fn chain_id(&self) -> Result<u64, RpcError> {
+        let id: U64 = self.client.request_noparams("eth_chainId").await.map_err(|e| self.transport(e))?;
+        Ok(id.to())
+    }
+
+    /// The block the node calls `tag`; `None` if it has none (no safe block yet, for example).
+    pub async fn block_by_tag(&self, tag: BlockTag) -> Result<Option<BlockRef>, RpcError> {
+        let header: Option<RpcHeader> = self
+            .client
+            .request("eth_getBlockByNumber", (tag.as_str(), false))
+            .await
+            .map_err(|e| self.transport(e))?;
+        header
+            .map(|h| h.into_ref().ok_or_else(|| self.bad(format!("the {tag} block has no hash or number"))))
+            .transpose()
+    }
+
+    /// The block at `number`; `None` if the node does not have it.
+    pub async fn block_by_number(&self, number: u64) -> Result<Option<BlockRef>, RpcError> {
+        let header: Option<RpcHeader> = self
+            .client
+            .request("eth_getBlockByNumber", (U64::from(number), false))
+            .await
+            .map_err(|e| self.transport(e))?;
+        header.map(|h| self.checked(h, number)).transpose()
+    }
+
+    /// The blocks in `range`, in one batched HTTP request. Stops at the first block the node does
+    /// not have, so the result is a prefix of the range.
+    pub async fn blocks(&self, range: RangeInclusive<u64>) -> Result<Vec<BlockRef>, RpcError> {
+        let mut batch = self.client.new_batch();
+        let mut waiters = Vec::new();
+        for number in range.clone() {
+            let waiter = batch
+                .add_call::<_, Option<RpcHeader>>("eth_getBlockByNumber", &(U64::from(number), false))
+                .map_err(|e| self.transport(e))?;
+            waiters.push((number, waiter));
+        }
+        batch.send().await.map_err(|e| self.transport(e))?;
+        let mut out = Vec::with_capacity(waiters.len());
+        for (number, waiter) in waiters {
+            match waiter.await.map_err(|e| self.transport(e))? {
+                Some(h) => out.push(self.checked(h, number)?),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn checked(&self, header: RpcHeader, number: u64) -> Result<BlockRef, RpcError> {
+        let block = header.into_ref().ok_or_else(|| self.bad(format!("block {number} has no hash or number")))?;
+        if block.number != number {
+            return Err(self.bad(format!("asked for block {number}, got block {}", block.number)));
+        }
+        Ok(block)
+    }
+}
+
+/// `url` without user info, for logs.
+fn redact(url: &str) -> String {
+    match url.parse::<reqwest::Url>() {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_urls_and_redacts_credentials() {
+        assert!(EthRpc::new("ws://127.0.0.1:1", Duration::from_secs(1)).is_err());
+        assert!(EthRpc::new("not a url", Duration::from_secs(1)).is_err());
+        let rpc = EthRpc::new("https://user:secret@example.com/key", Duration::from_secs(1));
+        assert!(rpc.is_ok_and(|r| !r.endpoint().contains("secret")));
+    }
+}

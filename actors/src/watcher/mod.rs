@@ -1,0 +1,229 @@
+//! [`Watcher`]: the supervised actor around a [`Follower`]. [`L1Watcher`] follows L1 into the
+//! L1 index; an [`L2Watcher`] per chain follows that chain's node (its `safe` head by default)
+//! into the chain's derivation log. That is the first kind of derivation input; a rollup node
+//! that pushes `(source, derived)` pairs would be a second actor sending to the same
+//! `ChainsDbActor` messages, with no change to the storage rules.
+//!
+//! The actor is a thin mailbox: it runs one [`Follower::step`] at a time, schedules the next
+//! (at once while catching up, after the poll interval when idle, after an exponential backoff
+//! when the node fails), and stops on an error it cannot handle, so that its actix
+//! [`Supervisor`](actix::Supervisor) restarts it with state reloaded from the database, after a
+//! backoff that grows with repeated restarts. Restarts are logged and counted.
+
+pub mod messages;
+mod stores;
+
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, Supervised, WrapFuture,
+};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+pub use self::stores::{L1Target, L2Target};
+use self::messages::*;
+use crate::{
+    backoff::Backoff,
+    follow::{FollowError, FollowStore, Follower, Progress},
+    metrics::Metrics,
+};
+
+/// Follows L1 into the L1 index (and its safe/finalized heads).
+pub type L1Watcher = Watcher<L1Target>;
+/// Follows one L2 chain into its derivation log.
+pub type L2Watcher = Watcher<L2Target>;
+
+/// Timing of a [`Watcher`].
+#[derive(Clone, Debug)]
+pub struct WatcherTiming {
+    /// Between steps when there is nothing new.
+    pub poll_interval: Duration,
+    /// Between polls of the labelled heads (`None`: never).
+    pub heads_interval: Option<Duration>,
+    /// Backoff after failed steps: from `retry.0` doubling up to `retry.1`.
+    pub retry: (Duration, Duration),
+    /// Backoff before the first step after a restart: from `restart.0` doubling up to `restart.1`.
+    pub restart: (Duration, Duration),
+}
+
+impl Default for WatcherTiming {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            heads_interval: Some(Duration::from_secs(12)),
+            retry: (Duration::from_millis(250), Duration::from_secs(30)),
+            restart: (Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Watcher<S: FollowStore + Clone + Unpin + 'static> {
+    name: String,
+    follower: Option<Follower<S>>,
+    store: S,
+    timing: WatcherTiming,
+    metrics: Metrics,
+    retry: Backoff,
+    restart: Backoff,
+    status: WatcherStatus,
+    shutting_down: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
+    /// A watcher over `follower`; `store` is a handle to the same store, for the heads poll.
+    pub fn new(follower: Follower<S>, store: S, timing: WatcherTiming, metrics: Metrics) -> Self {
+        Self {
+            retry: Backoff::new(timing.retry.0, timing.retry.1),
+            restart: Backoff::new(timing.restart.0, timing.restart.1),
+            name: follower.name().to_owned(),
+            follower: Some(follower),
+            store,
+            timing,
+            metrics,
+            status: WatcherStatus::default(),
+            shutting_down: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn step_done(&mut self, result: Result<Progress, FollowError>, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+            return;
+        }
+        let name = self.name.clone();
+        match result {
+            Ok(progress) => {
+                self.retry.reset();
+                self.restart.reset();
+                self.status.consecutive_failures = 0;
+                self.status.last_error = None;
+                match progress {
+                    Progress::Advanced { behind } if behind > 0 => ctx.notify(Poll),
+                    Progress::Rewound => ctx.notify(Poll),
+                    _ => {
+                        ctx.notify_later(Poll, self.timing.poll_interval);
+                    }
+                }
+            }
+            Err(e) => {
+                self.status.consecutive_failures += 1;
+                self.status.last_error = Some(e.to_string());
+                let labels = [("watcher", name.as_str())];
+                if e.is_fatal() {
+                    error!(target: "watcher", watcher = %name, error = %e, "cannot continue; stopping for a restart");
+                    ctx.stop();
+                    return;
+                }
+                match &e {
+                    FollowError::Rpc(_) | FollowError::Inconsistent(_) => self.metrics.inc("rpc_errors_total", &labels),
+                    _ => self.metrics.inc("db_write_errors_total", &labels),
+                }
+                let delay = self.retry.next_delay();
+                if matches!(e, FollowError::WrongChain { .. }) {
+                    error!(target: "watcher", watcher = %name, error = %e, retry_in = ?delay, "refusing to follow");
+                } else {
+                    warn!(target: "watcher", watcher = %name, error = %e, failures = self.status.consecutive_failures, retry_in = ?delay, "step failed");
+                }
+                ctx.notify_later(Poll, delay);
+            }
+        }
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Actor for Watcher<S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let delay = if self.status.restarts == 0 { Duration::ZERO } else { self.restart.next_delay() };
+        ctx.notify_later(Poll, delay);
+        if let Some(every) = self.timing.heads_interval {
+            ctx.notify_later(PollHeads, delay);
+            ctx.run_interval(every, |_, ctx| ctx.notify(PollHeads));
+        }
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.status.restarts += 1;
+        let name = self.name.clone();
+        self.metrics.inc("actor_restarts_total", &[("actor", name.as_str())]);
+        warn!(target: "watcher", watcher = %name, restarts = self.status.restarts, "restarting; state reloads from the database");
+        if let Some(f) = self.follower.as_mut() {
+            f.reset();
+        }
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Handler<Poll> for Watcher<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        // A step is in flight; it schedules the next one itself.
+        let Some(mut follower) = self.follower.take() else { return };
+        let step = async move {
+            let result = follower.step().await;
+            (follower, result)
+        };
+        ctx.spawn(step.into_actor(self).map(|(follower, result), act, ctx| {
+            act.follower = Some(follower);
+            act.step_done(result, ctx);
+        }));
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: PollHeads, ctx: &mut Context<Self>) {
+        let (Some(follower), false) = (self.follower.as_ref(), self.shutting_down) else { return };
+        let rpc = follower.rpc().clone();
+        let name = follower.name().to_owned();
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.poll_heads(&rpc).await {
+                    metrics.inc("rpc_errors_total", &[("watcher", name.as_str())]);
+                    warn!(target: "watcher", watcher = %name, error = %e, "polling safe/finalized heads failed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Handler<Shutdown> for Watcher<S> {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        info!(target: "watcher", watcher = %self.name, "shutting down");
+        if self.follower.is_some() {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Handler<GetStatus> for Watcher<S> {
+    type Result = actix::MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.status.clone())
+    }
+}
