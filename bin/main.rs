@@ -1,1 +1,266 @@
-fn main() {}
+//! `rollup-supervisor`: one process beside an L1 node and L2 nodes that follows L1 into a sled
+//! database (the canonical L1 index and one derivation log per L2 chain) and serves it over
+//! JSON-RPC.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or a passing `db check`; 1 on a
+//! start-up failure or a failing `db check`; 2 on an invalid configuration or command line;
+//! 101 after a panic anywhere in the process (logged first, so the OS supervisor restarts us
+//! rather than leaving a half-dead process).
+
+mod config;
+mod node;
+mod rpc;
+
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use rollup_supervisor_storage::ChainsDb;
+
+use crate::config::Config;
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code after a panic.
+const EXIT_PANIC: i32 = 101;
+
+#[derive(Debug, Parser)]
+#[command(name = "rollup-supervisor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the supervisor.
+    Run(RunArgs),
+    /// Inspect or verify a database (the supervisor must not be running on it).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The TOML configuration file.
+    #[arg(long, env = "ROLLUP_SUPERVISOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `l1.rpc_url`.
+    #[arg(long, env = "ROLLUP_SUPERVISOR_L1_RPC_URL")]
+    l1_rpc_url: Option<String>,
+    /// Overrides `datadir`.
+    #[arg(long, env = "ROLLUP_SUPERVISOR_DATADIR")]
+    datadir: Option<PathBuf>,
+    /// Overrides `rpc.listen`.
+    #[arg(long, env = "ROLLUP_SUPERVISOR_RPC_LISTEN")]
+    rpc_listen: Option<std::net::SocketAddr>,
+    /// Log format.
+    #[arg(long, env = "ROLLUP_SUPERVISOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Verify every invariant; exit 0 if all hold, 1 with one line per problem otherwise.
+    Check {
+        /// The database directory.
+        #[arg(long)]
+        datadir: PathBuf,
+    },
+    /// Print the heads, the L1 rows and each chain's derivation log.
+    Inspect {
+        /// The database directory.
+        #[arg(long)]
+        datadir: PathBuf,
+        /// Print JSON (the only format for now).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Db {
+            command: DbCommand::Check { datadir },
+        } => db_check(&datadir),
+        Command::Db {
+            command: DbCommand::Inspect { datadir, json: _ },
+        } => db_inspect(&datadir),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rollup-supervisor: invalid configuration: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(&args.log_format);
+    install_panic_hook();
+    match node::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(target: "main", error = format!("{e:#}"), "exiting");
+            eprintln!("rollup-supervisor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(url) = &args.l1_rpc_url {
+        config.l1.rpc_url = url.clone();
+    }
+    if let Some(dir) = &args.datadir {
+        config.datadir = dir.clone();
+    }
+    if let Some(listen) = args.rpc_listen {
+        config.rpc.listen = listen;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A panic anywhere (an actor handler, the RPC server, the database thread) ends the process
+/// with [`EXIT_PANIC`] after logging it: actix does not restart an actor whose arbiter panicked,
+/// and a process with a dead arbiter would look alive while doing nothing. Every write is
+/// flushed before it is acknowledged, so nothing acknowledged is lost.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        tracing::error!(target: "main", %thread, %location, message = %payload, "panic: exiting so the process supervisor restarts us");
+        eprintln!("rollup-supervisor: panic in thread {thread} at {location}: {payload}; exiting");
+        std::process::exit(EXIT_PANIC);
+    }));
+}
+
+fn open_db(datadir: &std::path::Path) -> Result<ChainsDb, ExitCode> {
+    if !datadir.exists() {
+        eprintln!("rollup-supervisor: no database at {}", datadir.display());
+        return Err(ExitCode::FAILURE);
+    }
+    ChainsDb::open(datadir).map_err(|e| {
+        eprintln!(
+            "rollup-supervisor: cannot open the database at {}: {e}",
+            datadir.display()
+        );
+        ExitCode::FAILURE
+    })
+}
+
+fn db_check(datadir: &std::path::Path) -> ExitCode {
+    let db = match open_db(datadir) {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    match db.check() {
+        Ok(report) if report.is_ok() => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "ok: {} L1 rows, {} chains, {} derivation rows; every invariant holds",
+                report.l1_rows,
+                report.chain_rows.len(),
+                report.chain_rows.values().sum::<u64>()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            for problem in &report.problems {
+                let _ = writeln!(std::io::stdout(), "problem: {problem}");
+            }
+            eprintln!(
+                "rollup-supervisor: {} invariant violation(s) in {}",
+                report.problems.len(),
+                datadir.display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("rollup-supervisor: cannot read the database: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn db_inspect(datadir: &std::path::Path) -> ExitCode {
+    let db = match open_db(datadir) {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let dump = || -> Result<serde_json::Value, rollup_supervisor_storage::StorageError> {
+        let mut chains = serde_json::Map::new();
+        for chain in db.chains() {
+            let (mode, head) = db.chain_info(chain)?;
+            chains.insert(
+                chain.to_string(),
+                serde_json::json!({ "mode": mode, "head": head, "log": db.log(chain)? }),
+            );
+        }
+        Ok(serde_json::json!({
+            "heads": db.heads()?,
+            "l1": db.l1_range(0, u64::MAX)?,
+            "chains": chains,
+        }))
+    };
+    match dump() {
+        Ok(v) => {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rollup-supervisor: cannot read the database: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -16,13 +16,14 @@ mod stores;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, Supervised, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture,
+    Supervised, WrapFuture,
 };
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-pub use self::stores::{L1Target, L2Target};
 use self::messages::*;
+pub use self::stores::{L1Target, L2Target};
 use crate::{
     backoff::Backoff,
     follow::{FollowError, FollowStore, Follower, Progress},
@@ -122,7 +123,9 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
                     return;
                 }
                 match &e {
-                    FollowError::Rpc(_) | FollowError::Inconsistent(_) => self.metrics.inc("rpc_errors_total", &labels),
+                    FollowError::Rpc(_) | FollowError::Inconsistent(_) => {
+                        self.metrics.inc("rpc_errors_total", &labels)
+                    }
                     _ => self.metrics.inc("db_write_errors_total", &labels),
                 }
                 let delay = self.retry.next_delay();
@@ -141,7 +144,11 @@ impl<S: FollowStore + Clone + Unpin + 'static> Actor for Watcher<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.status.restarts == 0 { Duration::ZERO } else { self.restart.next_delay() };
+        let delay = if self.status.restarts == 0 {
+            Duration::ZERO
+        } else {
+            self.restart.next_delay()
+        };
         ctx.notify_later(Poll, delay);
         if let Some(every) = self.timing.heads_interval {
             ctx.notify_later(PollHeads, delay);
@@ -154,7 +161,8 @@ impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.status.restarts += 1;
         let name = self.name.clone();
-        self.metrics.inc("actor_restarts_total", &[("actor", name.as_str())]);
+        self.metrics
+            .inc("actor_restarts_total", &[("actor", name.as_str())]);
         warn!(target: "watcher", watcher = %name, restarts = self.status.restarts, "restarting; state reloads from the database");
         if let Some(f) = self.follower.as_mut() {
             f.reset();
@@ -170,7 +178,9 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<Poll> for Watcher<S> {
             return;
         }
         // A step is in flight; it schedules the next one itself.
-        let Some(mut follower) = self.follower.take() else { return };
+        let Some(mut follower) = self.follower.take() else {
+            return;
+        };
         let step = async move {
             let result = follower.step().await;
             (follower, result)
@@ -186,7 +196,9 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S>
     type Result = ();
 
     fn handle(&mut self, _: PollHeads, ctx: &mut Context<Self>) {
-        let (Some(follower), false) = (self.follower.as_ref(), self.shutting_down) else { return };
+        let (Some(follower), false) = (self.follower.as_ref(), self.shutting_down) else {
+            return;
+        };
         let rpc = follower.rpc().clone();
         let name = follower.name().to_owned();
         let store = self.store.clone();

@@ -1,0 +1,204 @@
+//! The JSON-RPC server (jsonrpsee): read-only views of the database, Ethereum conventions
+//! (quantities as `0x`-hex strings in results; hex strings or plain numbers accepted in params).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use actix::{Addr, MailboxError};
+use jsonrpsee::{
+    RpcModule,
+    server::{Server, ServerHandle},
+    types::{ErrorObjectOwned, Params},
+};
+use rollup_supervisor_actors::{
+    chains_db::{ChainsDbActor, messages::*},
+    metrics::Metrics,
+};
+use rollup_supervisor_storage::{BlockRef, DerivedPair, StorageError};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+/// Error code for a valid request about something the database does not hold.
+const NOT_FOUND: i32 = -32001;
+/// Error code for an internal failure (database, mailbox).
+const INTERNAL: i32 = -32603;
+/// Error code for bad parameters.
+const INVALID_PARAMS: i32 = -32602;
+
+/// A quantity parameter: `"0x1a"` or `26`.
+#[derive(Clone, Copy, Debug)]
+struct Quantity(u64);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_u64()
+                .map(Quantity)
+                .ok_or_else(|| D::Error::custom(format!("{n} is not a u64"))),
+            Value::String(s) => {
+                let digits = s.strip_prefix("0x").ok_or_else(|| {
+                    D::Error::custom(format!("{s:?} is not a 0x-prefixed hex quantity"))
+                })?;
+                u64::from_str_radix(digits, 16)
+                    .map(Quantity)
+                    .map_err(|e| D::Error::custom(format!("{s:?} is not a hex quantity: {e}")))
+            }
+            other => Err(D::Error::custom(format!(
+                "expected a quantity, got {other}"
+            ))),
+        }
+    }
+}
+
+struct Ctx {
+    db: Addr<ChainsDbActor>,
+    metrics: Metrics,
+}
+
+fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+}
+
+fn storage_err(e: StorageError) -> ErrorObjectOwned {
+    match e {
+        StorageError::UnknownChain(_)
+        | StorageError::EmptyChain(_)
+        | StorageError::NotDerivedYet { .. }
+        | StorageError::BeforeStart { .. }
+        | StorageError::UnknownL1 { .. }
+        | StorageError::NoL1 => err(NOT_FOUND, e.to_string()),
+        other => err(INTERNAL, other.to_string()),
+    }
+}
+
+fn mailbox_err(e: MailboxError) -> ErrorObjectOwned {
+    err(INTERNAL, format!("database actor unavailable: {e}"))
+}
+
+fn pair_json(pair: Option<DerivedPair>) -> Value {
+    match pair {
+        Some(p) => json!({ "source": p.source, "derived": p.derived }),
+        None => Value::Null,
+    }
+}
+
+fn params<T: for<'de> Deserialize<'de>>(p: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+    p.parse::<T>()
+        .map_err(|e| err(INVALID_PARAMS, e.message().to_owned()))
+}
+
+fn some_or_not_found(
+    block: Option<BlockRef>,
+    what: impl FnOnce() -> String,
+) -> Result<BlockRef, ErrorObjectOwned> {
+    block.ok_or_else(|| err(NOT_FOUND, what()))
+}
+
+/// Builds the module with every method.
+fn module(
+    db: Addr<ChainsDbActor>,
+    metrics: Metrics,
+) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
+    let mut m = RpcModule::new(Ctx { db, metrics });
+    m.register_async_method("supervisor_syncStatus", |_p, ctx: Arc<Ctx>, _| async move {
+        let status = ctx.db.send(GetSyncStatus).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        let chains: serde_json::Map<String, Value> = status
+            .chains
+            .into_iter()
+            .map(|(id, pair)| (id.to_string(), json!({ "localSafe": pair_json(pair) })))
+            .collect();
+        Ok::<_, ErrorObjectOwned>(json!({
+            "l1": { "latest": status.l1.latest, "safe": status.l1.safe, "finalized": status.l1.finalized },
+            "chains": chains,
+        }))
+    })?;
+    m.register_async_method(
+        "supervisor_l1BlockByNumber",
+        |p, ctx: Arc<Ctx>, _| async move {
+            let (Quantity(n),) = params::<(Quantity,)>(&p)?;
+            let block = ctx
+                .db
+                .send(GetL1Block(n))
+                .await
+                .map_err(mailbox_err)?
+                .map_err(storage_err)?;
+            some_or_not_found(block, || format!("L1 block {n} is not recorded"))
+        },
+    )?;
+    m.register_async_method("supervisor_localSafe", |p, ctx: Arc<Ctx>, _| async move {
+        let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
+        let pair = ctx
+            .db
+            .send(GetLocalSafe(chain))
+            .await
+            .map_err(mailbox_err)?
+            .map_err(storage_err)?;
+        let pair = pair.ok_or_else(|| {
+            err(
+                NOT_FOUND,
+                format!("chain {chain} has no derivation entries yet"),
+            )
+        })?;
+        Ok::<_, ErrorObjectOwned>(pair_json(Some(pair)))
+    })?;
+    m.register_async_method("supervisor_derivedAt", |p, ctx: Arc<Ctx>, _| async move {
+        let (Quantity(chain), Quantity(l1)) = params::<(Quantity, Quantity)>(&p)?;
+        ctx.db
+            .send(GetDerivedAt { chain, l1 })
+            .await
+            .map_err(mailbox_err)?
+            .map_err(storage_err)
+    })?;
+    m.register_async_method("supervisor_derivedFrom", |p, ctx: Arc<Ctx>, _| async move {
+        let (Quantity(chain), Quantity(l2)) = params::<(Quantity, Quantity)>(&p)?;
+        ctx.db
+            .send(GetDerivedFrom { chain, l2 })
+            .await
+            .map_err(mailbox_err)?
+            .map_err(storage_err)
+    })?;
+    m.register_method("supervisor_metrics", |_p, ctx: &Ctx, _| {
+        let snapshot = ctx.metrics.snapshot();
+        Ok::<_, ErrorObjectOwned>(json!(snapshot))
+    })?;
+    m.register_method("supervisor_metricsText", |_p, ctx: &Ctx, _| {
+        Ok::<_, ErrorObjectOwned>(ctx.metrics.render())
+    })?;
+    Ok(m)
+}
+
+/// Starts the server on `listen`; returns its handle and the bound address (for port 0).
+pub async fn start(
+    listen: SocketAddr,
+    db: Addr<ChainsDbActor>,
+    metrics: Metrics,
+) -> anyhow::Result<(ServerHandle, SocketAddr)> {
+    let server = Server::builder()
+        .build(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (key `rpc.listen`): {e}"))?;
+    let addr = server.local_addr()?;
+    let handle = server.start(module(db, metrics)?);
+    Ok((handle, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_accept_hex_and_numbers_and_reject_garbage() {
+        let q = |v: Value| {
+            serde_json::from_value::<Quantity>(v)
+                .map(|q| q.0)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(q(json!("0x1a")), Ok(26));
+        assert_eq!(q(json!(26)), Ok(26));
+        assert!(q(json!("26")).is_err());
+        assert!(q(json!("0xzz")).is_err());
+        assert!(q(json!(-1)).is_err());
+        assert!(q(json!(null)).is_err());
+    }
+}
