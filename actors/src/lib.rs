@@ -17,3 +17,6 @@ pub mod follow;
 pub mod metrics;
 pub mod rpc;
 pub mod watcher;
+
+#[cfg(test)]
+mod tests;
