@@ -78,9 +78,7 @@ pub struct RpcConfig {
 
 impl Default for RpcConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8555)),
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8555)) }
     }
 }
 
@@ -128,19 +126,12 @@ impl Config {
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key: &str, problem: &str| {
-            Err(ConfigError(format!(
-                "invalid value for key `{key}`: {problem}"
-            )))
-        };
+        let err = |key: &str, problem: &str| Err(ConfigError(format!("invalid value for key `{key}`: {problem}")));
         if self.datadir.as_os_str().is_empty() {
             return err("datadir", "must not be empty");
         }
         if self.l1.rpc_url.is_empty() {
-            return err(
-                "l1.rpc_url",
-                "is required (or pass --l1-rpc-url / ROLLUP_SUPERVISOR_L1_RPC_URL)",
-            );
+            return err("l1.rpc_url", "is required (or pass --l1-rpc-url / ROLLUP_SUPERVISOR_L1_RPC_URL)");
         }
         check_url("l1.rpc_url", &self.l1.rpc_url)?;
         for (key, value) in [
@@ -160,10 +151,7 @@ impl Config {
         for (i, chain) in self.chains.iter().enumerate() {
             let key = |k: &str| format!("chains[{i}].{k}");
             if !seen.insert(chain.chain_id) {
-                return err(
-                    &key("chain_id"),
-                    &format!("chain {} is listed twice", chain.chain_id),
-                );
+                return err(&key("chain_id"), &format!("chain {} is listed twice", chain.chain_id));
             }
             check_url(&key("rpc_url"), &chain.rpc_url)?;
             if chain.poll_interval_ms == 0 {
@@ -178,18 +166,9 @@ impl Config {
 }
 
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let ok = rest
-        .is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError(format!(
-            "invalid value for key `{key}`: {url:?} is not an http(s) URL"
-        )))
-    }
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace));
+    if ok { Ok(()) } else { Err(ConfigError(format!("invalid value for key `{key}`: {url:?} is not an http(s) URL"))) }
 }
 
 #[cfg(test)]

@@ -84,21 +84,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(EXIT_CONFIG) } else { ExitCode::SUCCESS };
         }
     };
     match cli.command {
         Command::Run(args) => run(args),
-        Command::Db {
-            command: DbCommand::Check { datadir },
-        } => db_check(&datadir),
-        Command::Db {
-            command: DbCommand::Inspect { datadir, json: _ },
-        } => db_inspect(&datadir),
+        Command::Db { command: DbCommand::Check { datadir } } => db_check(&datadir),
+        Command::Db { command: DbCommand::Inspect { datadir, json: _ } } => db_inspect(&datadir),
     }
 }
 
@@ -125,8 +117,8 @@ fn run(args: RunArgs) -> ExitCode {
 fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => Config::default(),
@@ -149,6 +141,7 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -170,10 +163,7 @@ fn install_panic_hook() {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let thread = std::thread::current()
-            .name()
-            .unwrap_or("unnamed")
-            .to_owned();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
         tracing::error!(target: "main", %thread, %location, message = %payload, "panic: exiting so the process supervisor restarts us");
         eprintln!("rollup-supervisor: panic in thread {thread} at {location}: {payload}; exiting");
         std::process::exit(EXIT_PANIC);
@@ -186,10 +176,7 @@ fn open_db(datadir: &std::path::Path) -> Result<ChainsDb, ExitCode> {
         return Err(ExitCode::FAILURE);
     }
     ChainsDb::open(datadir).map_err(|e| {
-        eprintln!(
-            "rollup-supervisor: cannot open the database at {}: {e}",
-            datadir.display()
-        );
+        eprintln!("rollup-supervisor: cannot open the database at {}: {e}", datadir.display());
         ExitCode::FAILURE
     })
 }
@@ -214,11 +201,7 @@ fn db_check(datadir: &std::path::Path) -> ExitCode {
             for problem in &report.problems {
                 let _ = writeln!(std::io::stdout(), "problem: {problem}");
             }
-            eprintln!(
-                "rollup-supervisor: {} invariant violation(s) in {}",
-                report.problems.len(),
-                datadir.display()
-            );
+            eprintln!("rollup-supervisor: {} invariant violation(s) in {}", report.problems.len(), datadir.display());
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -237,10 +220,7 @@ fn db_inspect(datadir: &std::path::Path) -> ExitCode {
         let mut chains = serde_json::Map::new();
         for chain in db.chains() {
             let (mode, head) = db.chain_info(chain)?;
-            chains.insert(
-                chain.to_string(),
-                serde_json::json!({ "mode": mode, "head": head, "log": db.log(chain)? }),
-            );
+            chains.insert(chain.to_string(), serde_json::json!({ "mode": mode, "head": head, "log": db.log(chain)? }));
         }
         Ok(serde_json::json!({
             "heads": db.heads()?,
@@ -251,11 +231,7 @@ fn db_inspect(datadir: &std::path::Path) -> ExitCode {
     match dump() {
         Ok(v) => {
             // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            );
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -31,14 +31,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 async fn run_system(config: Config, db: ChainsDb) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let timeout = Duration::from_millis(config.l1.request_timeout_ms);
-    let l1_rpc =
-        EthRpc::new(&config.l1.rpc_url, timeout).map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?;
+    let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout).map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?;
     if let Some(expected) = config.l1.chain_id {
         match l1_rpc.chain_id().await {
-            Ok(got) if got != expected => anyhow::bail!(
-                "the L1 node at {} serves chain {got}, but l1.chain_id is {expected}",
-                l1_rpc.endpoint()
-            ),
+            Ok(got) if got != expected => {
+                anyhow::bail!("the L1 node at {} serves chain {got}, but l1.chain_id is {expected}", l1_rpc.endpoint())
+            }
             Ok(_) => {}
             Err(e) => {
                 warn!(target: "main", error = %e, "cannot verify the L1 chain id now; the L1 watcher will before it records anything")
@@ -48,11 +46,7 @@ async fn run_system(config: Config, db: ChainsDb) -> anyhow::Result<()> {
 
     let db = ChainsDbActor::start(db);
     for chain in &config.chains {
-        db.send(RegisterChain {
-            chain: chain.chain_id,
-            mode: ChainMode::FollowsL1,
-        })
-        .await??;
+        db.send(RegisterChain { chain: chain.chain_id, mode: ChainMode::FollowsL1 }).await??;
     }
 
     let l1_cfg = FollowConfig {
@@ -95,8 +89,7 @@ async fn run_system(config: Config, db: ChainsDb) -> anyhow::Result<()> {
         let (db, metrics, id) = (db.clone(), metrics.clone(), chain.chain_id);
         l2_watchers.push(Supervisor::start(move |_| {
             let store = L2Target::new(db, id);
-            let follower =
-                Follower::new(format!("l2_{id}"), rpc, store.clone(), cfg, metrics.clone());
+            let follower = Follower::new(format!("l2_{id}"), rpc, store.clone(), cfg, metrics.clone());
             L2Watcher::new(follower, store, timing, metrics)
         }));
     }

@@ -32,21 +32,16 @@ impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         match Value::deserialize(d)? {
-            Value::Number(n) => n
-                .as_u64()
-                .map(Quantity)
-                .ok_or_else(|| D::Error::custom(format!("{n} is not a u64"))),
+            Value::Number(n) => n.as_u64().map(Quantity).ok_or_else(|| D::Error::custom(format!("{n} is not a u64"))),
             Value::String(s) => {
-                let digits = s.strip_prefix("0x").ok_or_else(|| {
-                    D::Error::custom(format!("{s:?} is not a 0x-prefixed hex quantity"))
-                })?;
+                let digits = s
+                    .strip_prefix("0x")
+                    .ok_or_else(|| D::Error::custom(format!("{s:?} is not a 0x-prefixed hex quantity")))?;
                 u64::from_str_radix(digits, 16)
                     .map(Quantity)
                     .map_err(|e| D::Error::custom(format!("{s:?} is not a hex quantity: {e}")))
             }
-            other => Err(D::Error::custom(format!(
-                "expected a quantity, got {other}"
-            ))),
+            other => Err(D::Error::custom(format!("expected a quantity, got {other}"))),
         }
     }
 }
@@ -84,22 +79,15 @@ fn pair_json(pair: Option<DerivedPair>) -> Value {
 }
 
 fn params<T: for<'de> Deserialize<'de>>(p: &Params<'_>) -> Result<T, ErrorObjectOwned> {
-    p.parse::<T>()
-        .map_err(|e| err(INVALID_PARAMS, e.message().to_owned()))
+    p.parse::<T>().map_err(|e| err(INVALID_PARAMS, e.message().to_owned()))
 }
 
-fn some_or_not_found(
-    block: Option<BlockRef>,
-    what: impl FnOnce() -> String,
-) -> Result<BlockRef, ErrorObjectOwned> {
+fn some_or_not_found(block: Option<BlockRef>, what: impl FnOnce() -> String) -> Result<BlockRef, ErrorObjectOwned> {
     block.ok_or_else(|| err(NOT_FOUND, what()))
 }
 
 /// Builds the module with every method.
-fn module(
-    db: Addr<ChainsDbActor>,
-    metrics: Metrics,
-) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
+fn module(db: Addr<ChainsDbActor>, metrics: Metrics) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(Ctx { db, metrics });
     m.register_async_method("supervisor_syncStatus", |_p, ctx: Arc<Ctx>, _| async move {
         let status = ctx.db.send(GetSyncStatus).await.map_err(mailbox_err)?.map_err(storage_err)?;
@@ -113,58 +101,30 @@ fn module(
             "chains": chains,
         }))
     })?;
-    m.register_async_method(
-        "supervisor_l1BlockByNumber",
-        |p, ctx: Arc<Ctx>, _| async move {
-            let (Quantity(n),) = params::<(Quantity,)>(&p)?;
-            let block = ctx
-                .db
-                .send(GetL1Block(n))
-                .await
-                .map_err(mailbox_err)?
-                .map_err(storage_err)?;
-            some_or_not_found(block, || format!("L1 block {n} is not recorded"))
-        },
-    )?;
+    m.register_async_method("supervisor_l1BlockByNumber", |p, ctx: Arc<Ctx>, _| async move {
+        let (Quantity(n),) = params::<(Quantity,)>(&p)?;
+        let block = ctx.db.send(GetL1Block(n)).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        some_or_not_found(block, || format!("L1 block {n} is not recorded"))
+    })?;
     m.register_async_method("supervisor_localSafe", |p, ctx: Arc<Ctx>, _| async move {
         let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
-        let pair = ctx
-            .db
-            .send(GetLocalSafe(chain))
-            .await
-            .map_err(mailbox_err)?
-            .map_err(storage_err)?;
-        let pair = pair.ok_or_else(|| {
-            err(
-                NOT_FOUND,
-                format!("chain {chain} has no derivation entries yet"),
-            )
-        })?;
+        let pair = ctx.db.send(GetLocalSafe(chain)).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        let pair = pair.ok_or_else(|| err(NOT_FOUND, format!("chain {chain} has no derivation entries yet")))?;
         Ok::<_, ErrorObjectOwned>(pair_json(Some(pair)))
     })?;
     m.register_async_method("supervisor_derivedAt", |p, ctx: Arc<Ctx>, _| async move {
         let (Quantity(chain), Quantity(l1)) = params::<(Quantity, Quantity)>(&p)?;
-        ctx.db
-            .send(GetDerivedAt { chain, l1 })
-            .await
-            .map_err(mailbox_err)?
-            .map_err(storage_err)
+        ctx.db.send(GetDerivedAt { chain, l1 }).await.map_err(mailbox_err)?.map_err(storage_err)
     })?;
     m.register_async_method("supervisor_derivedFrom", |p, ctx: Arc<Ctx>, _| async move {
         let (Quantity(chain), Quantity(l2)) = params::<(Quantity, Quantity)>(&p)?;
-        ctx.db
-            .send(GetDerivedFrom { chain, l2 })
-            .await
-            .map_err(mailbox_err)?
-            .map_err(storage_err)
+        ctx.db.send(GetDerivedFrom { chain, l2 }).await.map_err(mailbox_err)?.map_err(storage_err)
     })?;
     m.register_method("supervisor_metrics", |_p, ctx: &Ctx, _| {
         let snapshot = ctx.metrics.snapshot();
         Ok::<_, ErrorObjectOwned>(json!(snapshot))
     })?;
-    m.register_method("supervisor_metricsText", |_p, ctx: &Ctx, _| {
-        Ok::<_, ErrorObjectOwned>(ctx.metrics.render())
-    })?;
+    m.register_method("supervisor_metricsText", |_p, ctx: &Ctx, _| Ok::<_, ErrorObjectOwned>(ctx.metrics.render()))?;
     Ok(m)
 }
 
@@ -189,11 +149,7 @@ mod tests {
 
     #[test]
     fn quantities_accept_hex_and_numbers_and_reject_garbage() {
-        let q = |v: Value| {
-            serde_json::from_value::<Quantity>(v)
-                .map(|q| q.0)
-                .map_err(|e| e.to_string())
-        };
+        let q = |v: Value| serde_json::from_value::<Quantity>(v).map(|q| q.0).map_err(|e| e.to_string());
         assert_eq!(q(json!("0x1a")), Ok(26));
         assert_eq!(q(json!(26)), Ok(26));
         assert!(q(json!("26")).is_err());

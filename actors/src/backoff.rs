@@ -13,19 +13,12 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff from `base` doubling up to `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
+        Self { base, max, attempt: 0 }
     }
 
     /// The delay before the next attempt; each call doubles the following one.
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
+        let delay = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         delay
     }
@@ -48,10 +41,6 @@ mod tests {
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(100));
         let mut long = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        assert!(
-            (0..100)
-                .map(|_| long.next_delay())
-                .all(|d| d <= Duration::from_secs(60))
-        );
+        assert!((0..100).map(|_| long.next_delay()).all(|d| d <= Duration::from_secs(60)));
     }
 }

@@ -22,21 +22,13 @@ pub trait FollowStore {
     /// The newest stored block.
     fn tip(&self) -> impl Future<Output = Result<Option<BlockRef>, FollowError>>;
     /// The stored blocks in `from..=to`.
-    fn stored(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> impl Future<Output = Result<Vec<BlockRef>, FollowError>>;
+    fn stored(&self, from: u64, to: u64) -> impl Future<Output = Result<Vec<BlockRef>, FollowError>>;
     /// The lowest height a rewind may reach (L1: the finalized block).
     fn floor(&self) -> impl Future<Output = Result<Option<u64>, FollowError>>;
     /// Appends consecutive blocks that extend the tip, in one durable write.
     fn append(&self, blocks: Vec<BlockRef>) -> impl Future<Output = Result<(), FollowError>>;
     /// Drops every stored block above `common_ancestor`.
-    fn rewind(
-        &self,
-        common_ancestor: u64,
-        old_tip: u64,
-    ) -> impl Future<Output = Result<(), FollowError>>;
+    fn rewind(&self, common_ancestor: u64, old_tip: u64) -> impl Future<Output = Result<(), FollowError>>;
     /// Reads and records the node's labelled heads (L1: safe and finalized); nothing by default.
     fn poll_heads(&self, rpc: &EthRpc) -> impl Future<Output = Result<(), FollowError>> {
         let _ = rpc;
@@ -70,9 +62,7 @@ pub enum FollowError {
     #[error("database actor unreachable: {0}")]
     DbGone(#[from] MailboxError),
     /// A block at or below the finalized height differs from the node's.
-    #[error(
-        "stored block {number} is at or below the finalized block {floor} but no longer canonical"
-    )]
+    #[error("stored block {number} is at or below the finalized block {floor} but no longer canonical")]
     FinalizedReorg {
         /// The height of the mismatch.
         number: u64,
@@ -90,9 +80,7 @@ impl FollowError {
             FollowError::DbGone(_)
                 | FollowError::FinalizedReorg { .. }
                 | FollowError::Storage(
-                    StorageError::Corrupt { .. }
-                        | StorageError::Sled(_)
-                        | StorageError::UnsupportedSchema { .. }
+                    StorageError::Corrupt { .. } | StorageError::Sled(_) | StorageError::UnsupportedSchema { .. }
                 )
         )
     }
@@ -141,22 +129,8 @@ pub struct Follower<S> {
 
 impl<S: FollowStore> Follower<S> {
     /// A follower named `name` (in logs and metric labels).
-    pub fn new(
-        name: impl Into<String>,
-        rpc: EthRpc,
-        store: S,
-        cfg: FollowConfig,
-        metrics: Metrics,
-    ) -> Self {
-        Self {
-            rpc,
-            store,
-            cfg,
-            name: name.into(),
-            metrics,
-            tip: None,
-            chain_checked: false,
-        }
+    pub fn new(name: impl Into<String>, rpc: EthRpc, store: S, cfg: FollowConfig, metrics: Metrics) -> Self {
+        Self { rpc, store, cfg, name: name.into(), metrics, tip: None, chain_checked: false }
     }
 
     /// Forgets everything cached: the next step reloads the tip and re-checks the chain id.
@@ -186,11 +160,7 @@ impl<S: FollowStore> Follower<S> {
             if let Some(expected) = self.cfg.expected_chain_id {
                 let got = self.rpc.chain_id().await?;
                 if got != expected {
-                    return Err(FollowError::WrongChain {
-                        endpoint: self.rpc.endpoint().to_owned(),
-                        expected,
-                        got,
-                    });
+                    return Err(FollowError::WrongChain { endpoint: self.rpc.endpoint().to_owned(), expected, got });
                 }
             }
             self.chain_checked = true;
@@ -241,9 +211,7 @@ impl<S: FollowStore> Follower<S> {
         let labels = [("watcher", self.name.as_str())];
         self.metrics.add("blocks_recorded_total", &labels, count);
         self.metrics.set("head_block_number", &labels, last.number);
-        Ok(Progress::Advanced {
-            behind: target - last.number,
-        })
+        Ok(Progress::Advanced { behind: target - last.number })
     }
 
     /// An empty store starts at the configured block, or at the head.
@@ -258,9 +226,7 @@ impl<S: FollowStore> Follower<S> {
         self.store.append(vec![block]).await?;
         info!(target: "follow", watcher = %self.name, number = block.number, hash = %block.hash, "started following");
         self.tip = Some(block);
-        Ok(Progress::Advanced {
-            behind: target - start,
-        })
+        Ok(Progress::Advanced { behind: target - start })
     }
 
     /// Finds the highest stored block at or below `from` that the node still has, and rewinds
@@ -273,18 +239,13 @@ impl<S: FollowStore> Follower<S> {
             if let Some(floor) = floor
                 && hi < floor
             {
-                return Err(FollowError::FinalizedReorg {
-                    number: hi + 1,
-                    floor,
-                });
+                return Err(FollowError::FinalizedReorg { number: hi + 1, floor });
             }
             let lo = hi.saturating_sub(batch - 1).max(floor.unwrap_or(0));
             let stored = self.store.stored(lo, hi).await?;
             let node = self.rpc.blocks(lo..=hi).await?;
-            let matching = stored.iter().rev().find(|s| {
-                node.get((s.number - lo) as usize)
-                    .is_some_and(|n| n.hash == s.hash)
-            });
+            let matching =
+                stored.iter().rev().find(|s| node.get((s.number - lo) as usize).is_some_and(|n| n.hash == s.hash));
             if let Some(m) = matching {
                 break m.number;
             }
@@ -294,18 +255,13 @@ impl<S: FollowStore> Follower<S> {
                 // The first stored block is in this window and differs: drop everything.
                 Some(first) if first.number > lo || lo == 0 => {
                     break first.number.checked_sub(1).ok_or_else(|| {
-                        FollowError::Inconsistent(
-                            "the node's genesis block differs from the stored one".into(),
-                        )
+                        FollowError::Inconsistent("the node's genesis block differs from the stored one".into())
                     })?;
                 }
                 Some(_) => {}
             }
             if floor == Some(lo) {
-                return Err(FollowError::FinalizedReorg {
-                    number: lo,
-                    floor: lo,
-                });
+                return Err(FollowError::FinalizedReorg { number: lo, floor: lo });
             }
             hi = lo - 1;
         };
@@ -320,8 +276,7 @@ impl<S: FollowStore> Follower<S> {
         self.store.rewind(ancestor, tip.number).await?;
         let labels = [("watcher", self.name.as_str())];
         self.metrics.inc("reorgs_total", &labels);
-        self.metrics
-            .set("reorg_depth_blocks", &labels, tip.number - ancestor);
+        self.metrics.set("reorg_depth_blocks", &labels, tip.number - ancestor);
         self.tip = None;
         Ok(Progress::Rewound)
     }

@@ -11,25 +11,13 @@ use std::{
 
 /// The documented series, for `# HELP` lines.
 const HELP: &[(&str, &str)] = &[
-    (
-        "actor_restarts_total",
-        "Actor restarts by its supervisor, by actor.",
-    ),
-    (
-        "rpc_errors_total",
-        "Failed or malformed node answers, by watcher.",
-    ),
-    (
-        "blocks_recorded_total",
-        "Blocks written to the database, by watcher.",
-    ),
+    ("actor_restarts_total", "Actor restarts by its supervisor, by actor."),
+    ("rpc_errors_total", "Failed or malformed node answers, by watcher."),
+    ("blocks_recorded_total", "Blocks written to the database, by watcher."),
     ("reorgs_total", "Reorgs handled (rewinds), by watcher."),
     ("reorg_depth_blocks", "Depth of the last reorg, by watcher."),
     ("head_block_number", "Newest block recorded, by watcher."),
-    (
-        "db_write_errors_total",
-        "Rejected or failed database writes, by watcher.",
-    ),
+    ("db_write_errors_total", "Rejected or failed database writes, by watcher."),
 ];
 
 /// A process-wide registry of counters and gauges. Cheap to clone.
@@ -61,28 +49,17 @@ impl Metrics {
 
     /// Sets a gauge.
     pub fn set(&self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.series
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key(name, labels), value);
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).insert(key(name, labels), value);
     }
 
     /// The value of one series (0 if never touched).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.series
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key(name, labels))
-            .copied()
-            .unwrap_or(0)
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).get(&key(name, labels)).copied().unwrap_or(0)
     }
 
     /// Every series and its value.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.series
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The Prometheus text exposition of every series.
@@ -110,9 +87,6 @@ mod tests {
         m.set("head_block_number", &[("watcher", "l1")], 7);
         assert_eq!(m.get("rpc_errors_total", &[("watcher", "l1")]), 3);
         assert_eq!(m.get("rpc_errors_total", &[("watcher", "l2_1")]), 0);
-        assert!(
-            m.render()
-                .contains("rollup_supervisor_head_block_number{watcher=\"l1\"} 7\n")
-        );
+        assert!(m.render().contains("rollup_supervisor_head_block_number{watcher=\"l1\"} 7\n"));
     }
 }

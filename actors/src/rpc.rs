@@ -96,13 +96,9 @@ pub struct EthRpc {
 impl EthRpc {
     /// A client for `url` (http or https) whose every request gives up after `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let parsed: reqwest::Url = url
-            .parse()
-            .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        let parsed: reqwest::Url = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!(
-                "invalid URL {url:?}: only http and https are supported"
-            ));
+            return Err(format!("invalid URL {url:?}: only http and https are supported"));
         }
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -110,10 +106,7 @@ impl EthRpc {
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let client = RpcClient::new(Http::with_client(http, parsed), false);
-        Ok(Self {
-            client,
-            endpoint: redact(url),
-        })
+        Ok(Self { client, endpoint: redact(url) })
     }
 
     /// The node's address, without credentials.
@@ -122,41 +115,25 @@ impl EthRpc {
     }
 
     fn transport(&self, source: TransportError) -> RpcError {
-        RpcError::Transport {
-            endpoint: self.endpoint.clone(),
-            source,
-        }
+        RpcError::Transport { endpoint: self.endpoint.clone(), source }
     }
 
     fn bad(&self, reason: impl Into<String>) -> RpcError {
-        RpcError::BadAnswer {
-            endpoint: self.endpoint.clone(),
-            reason: reason.into(),
-        }
+        RpcError::BadAnswer { endpoint: self.endpoint.clone(), reason: reason.into() }
     }
 
     /// `eth_chainId`.
     pub async fn chain_id(&self) -> Result<u64, RpcError> {
-        let id: U64 = self
-            .client
-            .request_noparams("eth_chainId")
-            .await
-            .map_err(|e| self.transport(e))?;
+        let id: U64 = self.client.request_noparams("eth_chainId").await.map_err(|e| self.transport(e))?;
         Ok(id.to())
     }
 
     /// The block the node calls `tag`; `None` if it has none (no safe block yet, for example).
     pub async fn block_by_tag(&self, tag: BlockTag) -> Result<Option<BlockRef>, RpcError> {
-        let header: Option<RpcHeader> = self
-            .client
-            .request("eth_getBlockByNumber", (tag.as_str(), false))
-            .await
-            .map_err(|e| self.transport(e))?;
+        let header: Option<RpcHeader> =
+            self.client.request("eth_getBlockByNumber", (tag.as_str(), false)).await.map_err(|e| self.transport(e))?;
         header
-            .map(|h| {
-                h.into_ref()
-                    .ok_or_else(|| self.bad(format!("the {tag} block has no hash or number")))
-            })
+            .map(|h| h.into_ref().ok_or_else(|| self.bad(format!("the {tag} block has no hash or number"))))
             .transpose()
     }
 
@@ -177,10 +154,7 @@ impl EthRpc {
         let mut waiters = Vec::new();
         for number in range.clone() {
             let waiter = batch
-                .add_call::<_, Option<RpcHeader>>(
-                    "eth_getBlockByNumber",
-                    &(U64::from(number), false),
-                )
+                .add_call::<_, Option<RpcHeader>>("eth_getBlockByNumber", &(U64::from(number), false))
                 .map_err(|e| self.transport(e))?;
             waiters.push((number, waiter));
         }
@@ -196,14 +170,9 @@ impl EthRpc {
     }
 
     fn checked(&self, header: RpcHeader, number: u64) -> Result<BlockRef, RpcError> {
-        let block = header
-            .into_ref()
-            .ok_or_else(|| self.bad(format!("block {number} has no hash or number")))?;
+        let block = header.into_ref().ok_or_else(|| self.bad(format!("block {number} has no hash or number")))?;
         if block.number != number {
-            return Err(self.bad(format!(
-                "asked for block {number}, got block {}",
-                block.number
-            )));
+            return Err(self.bad(format!("asked for block {number}, got block {}", block.number)));
         }
         Ok(block)
     }
@@ -229,10 +198,7 @@ mod tests {
     fn rejects_bad_urls_and_redacts_credentials() {
         assert!(EthRpc::new("ws://127.0.0.1:1", Duration::from_secs(1)).is_err());
         assert!(EthRpc::new("not a url", Duration::from_secs(1)).is_err());
-        let rpc = EthRpc::new(
-            "https://user:secret@example.com/key",
-            Duration::from_secs(1),
-        );
+        let rpc = EthRpc::new("https://user:secret@example.com/key", Duration::from_secs(1));
         assert!(rpc.is_ok_and(|r| !r.endpoint().contains("secret")));
     }
 }

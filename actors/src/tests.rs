@@ -25,12 +25,7 @@ fn block(n: u64, fork: u8) -> BlockRef {
         b[24..].copy_from_slice(&n.to_be_bytes());
         B256::from(b)
     };
-    BlockRef {
-        number: n,
-        hash: h(n, fork),
-        parent_hash: h(n.wrapping_sub(1), fork),
-        timestamp: n,
-    }
+    BlockRef { number: n, hash: h(n, fork), parent_hash: h(n.wrapping_sub(1), fork), timestamp: n }
 }
 
 /// Polls `f` until it is true, for at most `secs` seconds.
@@ -48,91 +43,32 @@ async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
 #[actix::test]
 async fn chains_db_actor_writes_and_answers() {
     let db = ChainsDbActor::start(ChainsDb::temporary().expect("temporary db"));
-    db.send(RegisterChain {
-        chain: 9,
-        mode: ChainMode::FollowsL1,
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    db.send(RegisterChain { chain: 9, mode: ChainMode::FollowsL1 }).await.unwrap().unwrap();
     let blocks: Vec<_> = (0..=2).map(|n| block(n, 1)).collect();
-    assert_eq!(
-        db.send(NewL1Blocks(blocks)).await.unwrap().unwrap(),
-        Recorded::Appended(3)
-    );
-    assert_eq!(
-        db.send(GetTip(Track::L1)).await.unwrap().unwrap(),
-        Some(block(2, 1))
-    );
+    assert_eq!(db.send(NewL1Blocks(blocks)).await.unwrap().unwrap(), Recorded::Appended(3));
+    assert_eq!(db.send(GetTip(Track::L1)).await.unwrap().unwrap(), Some(block(2, 1)));
     let l2 = vec![block(0, 2), block(1, 2)];
-    db.send(NewDerivedBlocks {
-        chain: 9,
-        blocks: l2,
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    db.send(NewDerivedBlocks { chain: 9, blocks: l2 }).await.unwrap().unwrap();
     let blocks: Vec<_> = (3..=5).map(|n| block(n, 1)).collect();
     db.send(NewL1Blocks(blocks)).await.unwrap().unwrap();
     let pair = db.send(GetLocalSafe(9)).await.unwrap().unwrap().unwrap();
     assert_eq!((pair.source, pair.derived), (block(5, 1), block(1, 2)));
 
     // A block that does not link is refused and nothing changes.
-    let err = db
-        .send(NewL1Blocks(vec![block(6, 7)]))
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StorageError::ParentMismatch { number: 6, .. }
-    ));
-    db.send(NewL1Heads {
-        safe: Some(block(3, 1)),
-        finalized: Some(block(2, 1)),
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        db.send(GetFloor(Track::L1)).await.unwrap().unwrap(),
-        Some(2)
-    );
+    let err = db.send(NewL1Blocks(vec![block(6, 7)])).await.unwrap().unwrap_err();
+    assert!(matches!(err, StorageError::ParentMismatch { number: 6, .. }));
+    db.send(NewL1Heads { safe: Some(block(3, 1)), finalized: Some(block(2, 1)) }).await.unwrap().unwrap();
+    assert_eq!(db.send(GetFloor(Track::L1)).await.unwrap().unwrap(), Some(2));
 
     // The reorg path: rewind L1 and the chain together.
-    let err = db
-        .send(L1Reorg {
-            common_ancestor: 1,
-            old_tip: 5,
-        })
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = db.send(L1Reorg { common_ancestor: 1, old_tip: 5 }).await.unwrap().unwrap_err();
     assert!(matches!(err, StorageError::BelowFinalized { .. }));
-    db.send(L1Reorg {
-        common_ancestor: 3,
-        old_tip: 5,
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        db.send(GetTip(Track::L1)).await.unwrap().unwrap(),
-        Some(block(3, 1))
-    );
+    db.send(L1Reorg { common_ancestor: 3, old_tip: 5 }).await.unwrap().unwrap();
+    assert_eq!(db.send(GetTip(Track::L1)).await.unwrap().unwrap(), Some(block(3, 1)));
     let pair = db.send(GetLocalSafe(9)).await.unwrap().unwrap().unwrap();
     assert_eq!(pair.source, block(3, 1));
-    db.send(L2Reorg {
-        chain: 9,
-        common_ancestor: 0,
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        db.send(GetTip(Track::L2(9))).await.unwrap().unwrap(),
-        Some(block(0, 2))
-    );
+    db.send(L2Reorg { chain: 9, common_ancestor: 0 }).await.unwrap().unwrap();
+    assert_eq!(db.send(GetTip(Track::L2(9))).await.unwrap().unwrap(), Some(block(0, 2)));
     assert!(db.send(Check).await.unwrap().unwrap().is_ok());
     db.send(Flush).await.unwrap().unwrap();
 }
@@ -147,11 +83,7 @@ struct FakeStore {
 impl FollowStore for FakeStore {
     async fn tip(&self) -> Result<Option<BlockRef>, FollowError> {
         self.tips.set(self.tips.get() + 1);
-        if self.gone {
-            Err(FollowError::DbGone(actix::MailboxError::Closed))
-        } else {
-            Ok(Some(block(0, 1)))
-        }
+        if self.gone { Err(FollowError::DbGone(actix::MailboxError::Closed)) } else { Ok(Some(block(0, 1))) }
     }
     async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
         Ok(Vec::new())
@@ -186,64 +118,35 @@ fn fake_watcher(store: FakeStore, metrics: Metrics) -> Watcher<FakeStore> {
         start_block: None,
         expected_chain_id: None,
     };
-    Watcher::new(
-        Follower::new("fake", rpc, store.clone(), cfg, metrics.clone()),
-        store,
-        fast_timing(),
-        metrics,
-    )
+    Watcher::new(Follower::new("fake", rpc, store.clone(), cfg, metrics.clone()), store, fast_timing(), metrics)
 }
 
 #[actix::test]
 async fn a_watcher_whose_database_is_gone_is_restarted_with_backoff_and_counted() {
     let metrics = Metrics::default();
-    let store = FakeStore {
-        tips: Rc::new(Cell::new(0)),
-        gone: true,
-    };
+    let store = FakeStore { tips: Rc::new(Cell::new(0)), gone: true };
     let (s, m) = (store.clone(), metrics.clone());
     let addr = Supervisor::start(move |_| fake_watcher(s, m));
-    let restarted = eventually(10, async || {
-        addr.send(GetStatus).await.is_ok_and(|s| s.restarts >= 3)
-    })
-    .await;
+    let restarted = eventually(10, async || addr.send(GetStatus).await.is_ok_and(|s| s.restarts >= 3)).await;
     assert!(restarted, "the supervisor did not restart the watcher");
     assert!(metrics.get("actor_restarts_total", &[("actor", "fake")]) >= 3);
-    assert!(
-        store.tips.get() >= 3,
-        "each restart reloads its state from the store"
-    );
+    assert!(store.tips.get() >= 3, "each restart reloads its state from the store");
 }
 
 #[actix::test]
 async fn a_node_that_is_down_is_retried_without_restarts_and_shutdown_stops_the_work() {
     let metrics = Metrics::default();
-    let store = FakeStore {
-        tips: Rc::new(Cell::new(0)),
-        gone: false,
-    };
+    let store = FakeStore { tips: Rc::new(Cell::new(0)), gone: false };
     let addr = fake_watcher(store.clone(), metrics.clone()).start();
-    let failing = eventually(10, async || {
-        addr.send(GetStatus)
-            .await
-            .is_ok_and(|s| s.consecutive_failures >= 2)
-    })
-    .await;
+    let failing = eventually(10, async || addr.send(GetStatus).await.is_ok_and(|s| s.consecutive_failures >= 2)).await;
     assert!(failing, "the watcher did not retry the dead node");
     let status = addr.send(GetStatus).await.unwrap();
-    assert_eq!(
-        status.restarts, 0,
-        "a dead node is waited out, not a reason to restart"
-    );
+    assert_eq!(status.restarts, 0, "a dead node is waited out, not a reason to restart");
     assert!(status.last_error.is_some_and(|e| e.contains("127.0.0.1:9")));
     assert!(metrics.get("rpc_errors_total", &[("watcher", "fake")]) >= 2);
 
     addr.send(Shutdown).await.unwrap();
     let after = addr.send(GetStatus).await.unwrap().consecutive_failures;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        addr.send(GetStatus).await.unwrap().consecutive_failures,
-        after,
-        "no step ran after shutdown"
-    );
+    assert_eq!(addr.send(GetStatus).await.unwrap().consecutive_failures, after, "no step ran after shutdown");
 }

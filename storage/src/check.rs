@@ -54,10 +54,7 @@ impl ChainsDb {
                 && !block.is_child_of(&p)
             {
                 problems.push(if block.number != p.number + 1 {
-                    format!(
-                        "L1 index has a gap: block {} follows block {}",
-                        block.number, p.number
-                    )
+                    format!("L1 index has a gap: block {} follows block {}", block.number, p.number)
                 } else {
                     format!(
                         "L1 block {} has parent {} but block {} is {}",
@@ -69,8 +66,7 @@ impl ChainsDb {
             prev = Some(block);
         }
         let latest = prev;
-        let in_index =
-            |n: u64| first.is_some_and(|f| n >= f.number) && latest.is_some_and(|l| n <= l.number);
+        let in_index = |n: u64| first.is_some_and(|f| n >= f.number) && latest.is_some_and(|l| n <= l.number);
 
         for key in [codec::META_SAFE, codec::META_FINALIZED] {
             let name = String::from_utf8_lossy(key);
@@ -118,9 +114,7 @@ impl ChainsDb {
         for name in db.tree_names() {
             let name = String::from_utf8_lossy(&name).into_owned();
             if let Some(id) = name.strip_prefix("l2/")
-                && !id
-                    .parse::<ChainId>()
-                    .is_ok_and(|id| registered.contains(&id))
+                && !id.parse::<ChainId>().is_ok_and(|id| registered.contains(&id))
             {
                 problems.push(format!("tree {name} belongs to no registered chain"));
             }
@@ -152,10 +146,8 @@ impl ChainsDb {
             };
             if let Some((p, p_source)) = prev {
                 if block.number != p.number + 1 {
-                    problems.push(format!(
-                        "chain {chain}: log has a gap: L2 block {} follows {}",
-                        block.number, p.number
-                    ));
+                    problems
+                        .push(format!("chain {chain}: log has a gap: L2 block {} follows {}", block.number, p.number));
                 } else if block.parent_hash != p.hash {
                     problems.push(format!(
                         "chain {chain}: L2 block {} has parent {} but block {} is {}",
@@ -185,13 +177,11 @@ impl ChainsDb {
         }
         match state.head {
             Some(head) if !in_index(head) => {
-                problems.push(format!(
-                    "chain {chain}: head L1 block {head} is not in the L1 index"
-                ));
+                problems.push(format!("chain {chain}: head L1 block {head} is not in the L1 index"));
             }
-            Some(head) if rows == 0 => problems.push(format!(
-                "chain {chain}: head is L1 block {head} but the log is empty"
-            )),
+            Some(head) if rows == 0 => {
+                problems.push(format!("chain {chain}: head is L1 block {head} but the log is empty"))
+            }
             _ => {}
         }
         Ok(rows)

@@ -37,17 +37,12 @@ pub(crate) fn num_key(n: u64) -> [u8; 8] {
 }
 
 pub(crate) fn corrupt(tree: &str, key: &[u8], reason: impl Into<String>) -> StorageError {
-    StorageError::Corrupt {
-        tree: tree.to_owned(),
-        key: alloy::hex::encode_prefixed(key),
-        reason: reason.into(),
-    }
+    StorageError::Corrupt { tree: tree.to_owned(), key: alloy::hex::encode_prefixed(key), reason: reason.into() }
 }
 
 pub(crate) fn decode_num_key(tree: &str, key: &[u8]) -> Result<u64, StorageError> {
-    let bytes: [u8; 8] = key
-        .try_into()
-        .map_err(|_| corrupt(tree, key, format!("key is {} bytes, expected 8", key.len())))?;
+    let bytes: [u8; 8] =
+        key.try_into().map_err(|_| corrupt(tree, key, format!("key is {} bytes, expected 8", key.len())))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -61,11 +56,7 @@ fn check_len(tree: &str, key: &[u8], value: &[u8], len: usize) -> Result<(), Sto
     if value.len() == len {
         Ok(())
     } else {
-        Err(corrupt(
-            tree,
-            key,
-            format!("value is {} bytes, expected {len}", value.len()),
-        ))
+        Err(corrupt(tree, key, format!("value is {} bytes, expected {len}", value.len())))
     }
 }
 
@@ -110,14 +101,9 @@ pub(crate) fn encode_l2(block: &BlockRef, source: u64) -> [u8; L2_VALUE_LEN] {
     out
 }
 
-pub(crate) fn decode_l2(
-    tree: &str,
-    key: &[u8],
-    value: &[u8],
-) -> Result<(BlockRef, u64), StorageError> {
+pub(crate) fn decode_l2(tree: &str, key: &[u8], value: &[u8]) -> Result<(BlockRef, u64), StorageError> {
     check_len(tree, key, value, L2_VALUE_LEN)?;
-    let block = decode_l1(key, &value[..L1_VALUE_LEN])
-        .map_err(|_| corrupt(tree, key, "malformed L2 row"))?;
+    let block = decode_l1(key, &value[..L1_VALUE_LEN]).map_err(|_| corrupt(tree, key, "malformed L2 row"))?;
     Ok((block, u64_at(value, L1_VALUE_LEN)))
 }
 
@@ -133,11 +119,7 @@ pub(crate) struct ChainState {
 
 impl ChainState {
     pub fn new(mode: ChainMode) -> Self {
-        Self {
-            mode,
-            finished: false,
-            head: None,
-        }
+        Self { mode, finished: false, head: None }
     }
 
     /// Whether a new L1 block `number` extends this chain with `NewL1 : ExistingL2`.
@@ -169,11 +151,7 @@ impl ChainState {
             0 => ChainMode::FollowsL1,
             1 => ChainMode::Explicit,
             other => {
-                return Err(corrupt(
-                    "chains",
-                    key,
-                    format!("unknown chain mode {other}"),
-                ));
+                return Err(corrupt("chains", key, format!("unknown chain mode {other}")));
             }
         };
         let flag = |byte: u8, what: &str| match byte {
@@ -183,11 +161,7 @@ impl ChainState {
         };
         let finished = flag(value[1], "finished")?;
         let head = flag(value[2], "head")?.then(|| u64_at(value, 3));
-        Ok(Self {
-            mode,
-            finished,
-            head,
-        })
+        Ok(Self { mode, finished, head })
     }
 }
 
@@ -196,12 +170,7 @@ mod tests {
     use super::*;
 
     fn block(n: u64) -> BlockRef {
-        BlockRef {
-            number: n,
-            hash: B256::repeat_byte(1),
-            parent_hash: B256::repeat_byte(2),
-            timestamp: 99,
-        }
+        BlockRef { number: n, hash: B256::repeat_byte(1), parent_hash: B256::repeat_byte(2), timestamp: 99 }
     }
 
     #[test]
@@ -209,54 +178,26 @@ mod tests {
         let b = block(u64::MAX);
         assert_eq!(decode_l1(&num_key(b.number), &encode_l1(&b)).ok(), Some(b));
         assert_eq!(decode_head(META_SAFE, &encode_head(&b)).ok(), Some(b));
-        assert_eq!(
-            decode_l2("l2/1", &num_key(b.number), &encode_l2(&b, 7)).ok(),
-            Some((b, 7))
-        );
+        assert_eq!(decode_l2("l2/1", &num_key(b.number), &encode_l2(&b, 7)).ok(), Some((b, 7)));
         for state in [
             ChainState::new(ChainMode::FollowsL1),
-            ChainState {
-                mode: ChainMode::Explicit,
-                finished: true,
-                head: Some(42),
-            },
+            ChainState { mode: ChainMode::Explicit, finished: true, head: Some(42) },
         ] {
-            assert_eq!(
-                ChainState::decode(&num_key(1), &state.encode()).ok(),
-                Some(state)
-            );
+            assert_eq!(ChainState::decode(&num_key(1), &state.encode()).ok(), Some(state));
         }
     }
 
     #[test]
     fn malformed_rows_are_corrupt_errors() {
-        assert!(matches!(
-            decode_l1(&[1, 2], &[0; 72]),
-            Err(StorageError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode_l1(&num_key(1), &[0; 71]),
-            Err(StorageError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode_l2("l2/1", &num_key(1), &[0; 72]),
-            Err(StorageError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode_head(META_SAFE, &[0; 3]),
-            Err(StorageError::Corrupt { .. })
-        ));
+        assert!(matches!(decode_l1(&[1, 2], &[0; 72]), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(decode_l1(&num_key(1), &[0; 71]), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(decode_l2("l2/1", &num_key(1), &[0; 72]), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(decode_head(META_SAFE, &[0; 3]), Err(StorageError::Corrupt { .. })));
         let mut bad = ChainState::new(ChainMode::FollowsL1).encode();
         bad[0] = 9;
-        assert!(matches!(
-            ChainState::decode(&num_key(1), &bad),
-            Err(StorageError::Corrupt { .. })
-        ));
+        assert!(matches!(ChainState::decode(&num_key(1), &bad), Err(StorageError::Corrupt { .. })));
         bad[0] = 0;
         bad[2] = 5;
-        assert!(matches!(
-            ChainState::decode(&num_key(1), &bad),
-            Err(StorageError::Corrupt { .. })
-        ));
+        assert!(matches!(ChainState::decode(&num_key(1), &bad), Err(StorageError::Corrupt { .. })));
     }
 }

@@ -31,9 +31,7 @@ pub struct ChainsDb {
 
 impl std::fmt::Debug for ChainsDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainsDb")
-            .field("chains", &self.l2.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
+        f.debug_struct("ChainsDb").field("chains", &self.l2.keys().collect::<Vec<_>>()).finish_non_exhaustive()
     }
 }
 
@@ -79,15 +77,13 @@ impl ChainsDb {
                 db.flush()?;
             }
             Some(v) => {
-                let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| {
-                    codec::corrupt("meta", codec::META_SCHEMA, "schema version is not 4 bytes")
-                })?;
+                let bytes: [u8; 4] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| codec::corrupt("meta", codec::META_SCHEMA, "schema version is not 4 bytes"))?;
                 let found = u32::from_be_bytes(bytes);
                 if found != codec::SCHEMA_VERSION {
-                    return Err(StorageError::UnsupportedSchema {
-                        found,
-                        supported: codec::SCHEMA_VERSION,
-                    });
+                    return Err(StorageError::UnsupportedSchema { found, supported: codec::SCHEMA_VERSION });
                 }
             }
         }
@@ -99,13 +95,7 @@ impl ChainsDb {
             let chain = codec::decode_num_key("chains", &key)?;
             l2.insert(chain, db.open_tree(codec::l2_tree_name(chain))?);
         }
-        Ok(Self {
-            db,
-            meta,
-            l1,
-            chains,
-            l2,
-        })
+        Ok(Self { db, meta, l1, chains, l2 })
     }
 
     /// Registers a chain (idempotent). A registered chain's mode may be changed.
@@ -118,8 +108,7 @@ impl ChainsDb {
         let tree = self.db.open_tree(codec::l2_tree_name(chain))?;
         self.l2.insert(chain, tree);
         let mut ws = WriteSet::default();
-        ws.chains
-            .insert(&codec::num_key(chain), &state.encode()[..]);
+        ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
         self.commit(ws)
     }
 
@@ -176,8 +165,7 @@ impl ChainsDb {
                 // block at its height with another hash means it is stale, so drop it.
                 ws.meta.remove(codec::META_SAFE);
             }
-            ws.l1
-                .insert(&codec::num_key(block.number), &codec::encode_l1(block)[..]);
+            ws.l1.insert(&codec::num_key(block.number), &codec::encode_l1(block)[..]);
             for (chain, state) in tips.iter_mut() {
                 if state.extends_with(block.number) {
                     state.head = Some(block.number);
@@ -216,34 +204,20 @@ impl ChainsDb {
             });
         }
         if incoming.number > next {
-            return Err(StorageError::Future {
-                side,
-                next,
-                incoming: incoming.number,
-            });
+            return Err(StorageError::Future { side, next, incoming: incoming.number });
         }
         match stored(incoming.number)? {
-            Some(s) if s.hash != incoming.hash => Err(StorageError::Conflict {
-                side,
-                number: incoming.number,
-                stored: s.hash,
-                incoming: incoming.hash,
-            }),
-            _ => Err(StorageError::Stale {
-                side,
-                tip: tip.number,
-                incoming: incoming.number,
-            }),
+            Some(s) if s.hash != incoming.hash => {
+                Err(StorageError::Conflict { side, number: incoming.number, stored: s.hash, incoming: incoming.hash })
+            }
+            _ => Err(StorageError::Stale { side, tip: tip.number, incoming: incoming.number }),
         }
     }
 
     /// The L1 block recorded at `number`.
     pub fn l1_block(&self, number: u64) -> Result<Option<BlockRef>> {
         let key = codec::num_key(number);
-        self.l1
-            .get(key)?
-            .map(|v| codec::decode_l1(&key, &v))
-            .transpose()
+        self.l1.get(key)?.map(|v| codec::decode_l1(&key, &v)).transpose()
     }
 
     /// The L1 blocks recorded in `from..=to`, in order.
@@ -262,34 +236,21 @@ impl ChainsDb {
 
     /// The newest recorded L1 block.
     pub fn latest_l1(&self) -> Result<Option<BlockRef>> {
-        self.l1
-            .last()?
-            .map(|(k, v)| codec::decode_l1(&k, &v))
-            .transpose()
+        self.l1.last()?.map(|(k, v)| codec::decode_l1(&k, &v)).transpose()
     }
 
     /// The oldest recorded L1 block.
     pub fn first_l1(&self) -> Result<Option<BlockRef>> {
-        self.l1
-            .first()?
-            .map(|(k, v)| codec::decode_l1(&k, &v))
-            .transpose()
+        self.l1.first()?.map(|(k, v)| codec::decode_l1(&k, &v)).transpose()
     }
 
     /// The latest, safe and finalized L1 heads.
     pub fn heads(&self) -> Result<L1Heads> {
-        Ok(L1Heads {
-            latest: self.latest_l1()?,
-            safe: self.head(codec::META_SAFE)?,
-            finalized: self.finalized()?,
-        })
+        Ok(L1Heads { latest: self.latest_l1()?, safe: self.head(codec::META_SAFE)?, finalized: self.finalized()? })
     }
 
     fn head(&self, key: &[u8]) -> Result<Option<BlockRef>> {
-        self.meta
-            .get(key)?
-            .map(|v| codec::decode_head(key, &v))
-            .transpose()
+        self.meta.get(key)?.map(|v| codec::decode_head(key, &v)).transpose()
     }
 
     fn finalized(&self) -> Result<Option<BlockRef>> {
@@ -300,8 +261,7 @@ impl ChainsDb {
     pub fn set_safe(&mut self, block: BlockRef) -> Result<()> {
         self.check_against_index(&block)?;
         let mut ws = WriteSet::default();
-        ws.meta
-            .insert(codec::META_SAFE, &codec::encode_head(&block)[..]);
+        ws.meta.insert(codec::META_SAFE, &codec::encode_head(&block)[..]);
         self.commit(ws)
     }
 
@@ -310,10 +270,7 @@ impl ChainsDb {
     pub fn set_finalized(&mut self, block: BlockRef) -> Result<()> {
         if let Some(current) = self.finalized()? {
             if block.number < current.number {
-                return Err(StorageError::FinalityRegression {
-                    current: current.number,
-                    incoming: block.number,
-                });
+                return Err(StorageError::FinalityRegression { current: current.number, incoming: block.number });
             }
             if block.number == current.number {
                 if block.hash != current.hash {
@@ -329,8 +286,7 @@ impl ChainsDb {
         }
         self.check_against_index(&block)?;
         let mut ws = WriteSet::default();
-        ws.meta
-            .insert(codec::META_FINALIZED, &codec::encode_head(&block)[..]);
+        ws.meta.insert(codec::META_FINALIZED, &codec::encode_head(&block)[..]);
         self.commit(ws)
     }
 
@@ -353,10 +309,7 @@ impl ChainsDb {
         if let Some(finalized) = self.finalized()?
             && to < finalized.number
         {
-            return Err(StorageError::BelowFinalized {
-                to,
-                finalized: finalized.number,
-            });
+            return Err(StorageError::BelowFinalized { to, finalized: finalized.number });
         }
         let Some(latest) = self.latest_l1()? else {
             return Ok(());
@@ -385,16 +338,11 @@ impl ChainsDb {
                 }
                 ws.l2(chain).remove(k);
             }
-            let head = if removed_all {
-                None
-            } else {
-                state.head.map(|h| h.min(to))
-            };
+            let head = if removed_all { None } else { state.head.map(|h| h.min(to)) };
             if head != state.head {
                 state.head = head;
                 state.finished = false;
-                ws.chains
-                    .insert(&codec::num_key(chain), &state.encode()[..]);
+                ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
             }
         }
         debug!(target: "storage", from = latest.number, to, "rewinding L1");
@@ -404,12 +352,7 @@ impl ChainsDb {
     // ---- derivation logs ------------------------------------------------------------------
 
     /// Appends one derivation entry to `chain`'s log; see [`Self::record_derived_batch`].
-    pub fn record_derived(
-        &mut self,
-        chain: ChainId,
-        source: BlockRef,
-        derived: BlockRef,
-    ) -> Result<Recorded> {
+    pub fn record_derived(&mut self, chain: ChainId, source: BlockRef, derived: BlockRef) -> Result<Recorded> {
         self.record_derived_batch(chain, &[(source, derived)])
     }
 
@@ -420,11 +363,7 @@ impl ChainsDb {
     /// block; an exact repeat of the last entry is a no-op; anything else is rejected and
     /// nothing is written. The source side is linked through the L1 index: it must be recorded
     /// there with the same hash.
-    pub fn record_derived_batch(
-        &mut self,
-        chain: ChainId,
-        entries: &[(BlockRef, BlockRef)],
-    ) -> Result<Recorded> {
+    pub fn record_derived_batch(&mut self, chain: ChainId, entries: &[(BlockRef, BlockRef)]) -> Result<Recorded> {
         let mut tip = self.chain_tip(chain)?;
         let mut ws = WriteSet::default();
         let mut appended = 0;
@@ -454,11 +393,7 @@ impl ChainsDb {
                         });
                     }
                     if source.number < head {
-                        return Err(StorageError::Stale {
-                            side: Side::L1,
-                            tip: head,
-                            incoming: source.number,
-                        });
+                        return Err(StorageError::Stale { side: Side::L1, tip: head, incoming: source.number });
                     }
                     if source.number > head.saturating_add(1) {
                         return Err(StorageError::Future {
@@ -489,18 +424,13 @@ impl ChainsDb {
                                 derived_number: derived.number,
                             });
                         }
-                        ws.l2(chain).insert(
-                            &codec::num_key(derived.number),
-                            &codec::encode_l2(derived, source.number)[..],
-                        );
+                        ws.l2(chain)
+                            .insert(&codec::num_key(derived.number), &codec::encode_l2(derived, source.number)[..]);
                         tip.last = Some((*derived, source.number));
                     }
                 }
                 _ => {
-                    ws.l2(chain).insert(
-                        &codec::num_key(derived.number),
-                        &codec::encode_l2(derived, source.number)[..],
-                    );
+                    ws.l2(chain).insert(&codec::num_key(derived.number), &codec::encode_l2(derived, source.number)[..]);
                     tip.state.head = Some(source.number);
                     tip.last = Some((*derived, source.number));
                 }
@@ -513,8 +443,7 @@ impl ChainsDb {
         if appended == 0 {
             return Ok(Recorded::Repeat);
         }
-        ws.chains
-            .insert(&codec::num_key(chain), &tip.state.encode());
+        ws.chains.insert(&codec::num_key(chain), &tip.state.encode());
         self.commit(ws)?;
         Ok(Recorded::Appended(appended))
     }
@@ -522,11 +451,7 @@ impl ChainsDb {
     /// Appends L2 blocks derived from the L1 block `chain` has advanced to (or, for an empty log,
     /// from the newest recorded L1 block), in one atomic write. This is how a chain in
     /// [`ChainMode::FollowsL1`] records what it observes on its node.
-    pub fn record_derived_from_head(
-        &mut self,
-        chain: ChainId,
-        derived: &[BlockRef],
-    ) -> Result<Recorded> {
+    pub fn record_derived_from_head(&mut self, chain: ChainId, derived: &[BlockRef]) -> Result<Recorded> {
         let source = match self.chain_state(chain)?.head {
             Some(head) => self.l1_block(head)?.ok_or_else(|| self.unknown_l1(head))?,
             None => self.latest_l1()?.ok_or(StorageError::NoL1)?,
@@ -542,23 +467,14 @@ impl ChainsDb {
         let head = state.head.ok_or(StorageError::EmptyChain(chain))?;
         if number != head {
             return Err(if number < head {
-                StorageError::Stale {
-                    side: Side::L1,
-                    tip: head,
-                    incoming: number,
-                }
+                StorageError::Stale { side: Side::L1, tip: head, incoming: number }
             } else {
-                StorageError::Future {
-                    side: Side::L1,
-                    next: head,
-                    incoming: number,
-                }
+                StorageError::Future { side: Side::L1, next: head, incoming: number }
             });
         }
         state.finished = true;
         let mut ws = WriteSet::default();
-        ws.chains
-            .insert(&codec::num_key(chain), &state.encode()[..]);
+        ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
         self.commit(ws)
     }
 
@@ -571,16 +487,12 @@ impl ChainsDb {
         for key in tree.range(codec::num_key(to_l2.saturating_add(1))..).keys() {
             ws.l2(chain).remove(key?);
         }
-        let first = tree
-            .first()?
-            .map(|(k, _)| codec::decode_num_key("l2", &k))
-            .transpose()?;
+        let first = tree.first()?.map(|(k, _)| codec::decode_num_key("l2", &k)).transpose()?;
         if first.is_some_and(|f| f > to_l2) {
             let mut state = self.chain_state(chain)?;
             state.head = None;
             state.finished = false;
-            ws.chains
-                .insert(&codec::num_key(chain), &state.encode()[..]);
+            ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
         }
         self.commit(ws)
     }
@@ -604,38 +516,25 @@ impl ChainsDb {
             return Err(StorageError::EmptyChain(chain));
         };
         if l1 > head {
-            return Err(StorageError::NotDerivedYet {
-                chain,
-                asked: l1,
-                have: head,
-            });
+            return Err(StorageError::NotDerivedYet { chain, asked: l1, have: head });
         }
         let tree = self.l2_tree(chain)?;
         let (first, first_source) = self.first_l2_row(chain, &tree)?;
         if l1 < first_source {
-            return Err(StorageError::BeforeStart {
-                chain,
-                asked: l1,
-                first: first_source,
-            });
+            return Err(StorageError::BeforeStart { chain, asked: l1, first: first_source });
         }
         // Sources never decrease along the log: binary search the last row with source <= l1.
         let (mut lo, mut hi) = (first.number, last.number);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            let (_, source) = self
-                .l2_row(chain, mid)?
-                .ok_or_else(|| self.gap(chain, mid))?;
+            let (_, source) = self.l2_row(chain, mid)?.ok_or_else(|| self.gap(chain, mid))?;
             if source <= l1 {
                 lo = mid;
             } else {
                 hi = mid - 1;
             }
         }
-        Ok(self
-            .l2_row(chain, lo)?
-            .ok_or_else(|| self.gap(chain, lo))?
-            .0)
+        Ok(self.l2_row(chain, lo)?.ok_or_else(|| self.gap(chain, lo))?.0)
     }
 
     /// The L1 block from which `chain`'s L2 block `l2` was derived.
@@ -645,21 +544,11 @@ impl ChainsDb {
             return Err(StorageError::EmptyChain(chain));
         };
         match self.l2_row(chain, l2)? {
-            Some((_, source)) => self
-                .l1_block(source)?
-                .ok_or_else(|| self.unknown_l1(source)),
-            None if l2 > last.number => Err(StorageError::NotDerivedYet {
-                chain,
-                asked: l2,
-                have: last.number,
-            }),
+            Some((_, source)) => self.l1_block(source)?.ok_or_else(|| self.unknown_l1(source)),
+            None if l2 > last.number => Err(StorageError::NotDerivedYet { chain, asked: l2, have: last.number }),
             None => {
                 let (first, _) = self.first_l2_row(chain, &self.l2_tree(chain)?)?;
-                Err(StorageError::BeforeStart {
-                    chain,
-                    asked: l2,
-                    first: first.number,
-                })
+                Err(StorageError::BeforeStart { chain, asked: l2, first: first.number })
             }
         }
     }
@@ -688,9 +577,7 @@ impl ChainsDb {
                 lowest = Some(lowest.map_or(head, |l| l.min(head)));
             }
         }
-        lowest
-            .map(|n| self.l1_block(n)?.ok_or_else(|| self.unknown_l1(n)))
-            .transpose()
+        lowest.map(|n| self.l1_block(n)?.ok_or_else(|| self.unknown_l1(n))).transpose()
     }
 
     /// Every entry of `chain`'s log, oldest first, with the `NewL1 : ExistingL2` entries
@@ -709,10 +596,7 @@ impl ChainsDb {
                 }
                 let n = prev.source.number + 1;
                 let source = self.l1_block(n)?.ok_or_else(|| self.unknown_l1(n))?;
-                out.push(DerivedPair {
-                    source,
-                    derived: prev.derived,
-                });
+                out.push(DerivedPair { source, derived: prev.derived });
             }
             Ok(())
         };
@@ -720,9 +604,7 @@ impl ChainsDb {
             let (k, v) = row?;
             let (derived, source) = codec::decode_l2(&name, &k, &v)?;
             push_l1_until(&mut out, source)?;
-            let source = self
-                .l1_block(source)?
-                .ok_or_else(|| self.unknown_l1(source))?;
+            let source = self.l1_block(source)?.ok_or_else(|| self.unknown_l1(source))?;
             out.push(DerivedPair { source, derived });
         }
         push_l1_until(&mut out, head)?;
@@ -784,27 +666,17 @@ impl ChainsDb {
     }
 
     fn gap(&self, chain: ChainId, number: u64) -> StorageError {
-        codec::corrupt(
-            &codec::l2_tree_name(chain),
-            &codec::num_key(number),
-            "missing row inside the log",
-        )
+        codec::corrupt(&codec::l2_tree_name(chain), &codec::num_key(number), "missing row inside the log")
     }
 
     fn l2_tree(&self, chain: ChainId) -> Result<Tree> {
-        self.l2
-            .get(&chain)
-            .cloned()
-            .ok_or(StorageError::UnknownChain(chain))
+        self.l2.get(&chain).cloned().ok_or(StorageError::UnknownChain(chain))
     }
 
     fn l2_row(&self, chain: ChainId, number: u64) -> Result<Option<(BlockRef, u64)>> {
         let key = codec::num_key(number);
         let name = codec::l2_tree_name(chain);
-        self.l2_tree(chain)?
-            .get(key)?
-            .map(|v| codec::decode_l2(&name, &key, &v))
-            .transpose()
+        self.l2_tree(chain)?.get(key)?.map(|v| codec::decode_l2(&name, &key, &v)).transpose()
     }
 
     fn first_l2_row(&self, chain: ChainId, tree: &Tree) -> Result<(BlockRef, u64)> {
@@ -814,10 +686,7 @@ impl ChainsDb {
 
     fn chain_state(&self, chain: ChainId) -> Result<ChainState> {
         let key = codec::num_key(chain);
-        let v = self
-            .chains
-            .get(key)?
-            .ok_or(StorageError::UnknownChain(chain))?;
+        let v = self.chains.get(key)?.ok_or(StorageError::UnknownChain(chain))?;
         ChainState::decode(&key, &v)
     }
 
@@ -826,10 +695,7 @@ impl ChainsDb {
             .iter()
             .map(|row| {
                 let (k, v) = row?;
-                Ok((
-                    codec::decode_num_key("chains", &k)?,
-                    ChainState::decode(&k, &v)?,
-                ))
+                Ok((codec::decode_num_key("chains", &k)?, ChainState::decode(&k, &v)?))
             })
             .collect()
     }
@@ -837,11 +703,7 @@ impl ChainsDb {
     fn chain_tip(&self, chain: ChainId) -> Result<ChainTip> {
         let state = self.chain_state(chain)?;
         let name = codec::l2_tree_name(chain);
-        let last = self
-            .l2_tree(chain)?
-            .last()?
-            .map(|(k, v)| codec::decode_l2(&name, &k, &v))
-            .transpose()?;
+        let last = self.l2_tree(chain)?.last()?.map(|(k, v)| codec::decode_l2(&name, &k, &v)).transpose()?;
         Ok(ChainTip { state, last })
     }
 
@@ -850,11 +712,7 @@ impl ChainsDb {
         let mut trees: Vec<&Tree> = vec![&self.meta, &self.l1, &self.chains];
         let mut batches = vec![ws.meta, ws.l1, ws.chains];
         for (chain, batch) in ws.l2 {
-            trees.push(
-                self.l2
-                    .get(&chain)
-                    .ok_or(StorageError::UnknownChain(chain))?,
-            );
+            trees.push(self.l2.get(&chain).ok_or(StorageError::UnknownChain(chain))?);
             batches.push(batch);
         }
         trees

@@ -146,9 +146,7 @@ pub enum StorageError {
         reason: String,
     },
     /// The database was written by a build with another schema.
-    #[error(
-        "database schema version {found} is not supported (this build reads version {supported})"
-    )]
+    #[error("database schema version {found} is not supported (this build reads version {supported})")]
     UnsupportedSchema {
         /// The version on disk.
         found: u32,

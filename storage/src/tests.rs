@@ -47,11 +47,7 @@ fn snapshot(db: &ChainsDb) -> String {
     let mut out = format!("{:?}\n", db.heads().unwrap());
     out += &format!("{:?}\n", db.l1_range(0, u64::MAX).unwrap());
     for chain in db.chains() {
-        out += &format!(
-            "{chain}: {:?} {:?}\n",
-            db.chain_info(chain).unwrap(),
-            db.log(chain).unwrap()
-        );
+        out += &format!("{chain}: {:?} {:?}\n", db.chain_info(chain).unwrap(), db.log(chain).unwrap());
     }
     out
 }
@@ -61,10 +57,7 @@ fn l1_index_accepts_linked_blocks_and_repeats() {
     let mut db = ChainsDb::temporary().unwrap();
     assert_eq!(db.record_new_l1(l1(100)).unwrap(), Recorded::Appended(1));
     assert_eq!(db.record_new_l1(l1(100)).unwrap(), Recorded::Repeat);
-    assert_eq!(
-        db.record_l1(&[l1(101), l1(102)]).unwrap(),
-        Recorded::Appended(2)
-    );
+    assert_eq!(db.record_l1(&[l1(101), l1(102)]).unwrap(), Recorded::Appended(2));
     assert_eq!(db.latest_l1().unwrap(), Some(l1(102)));
     assert_eq!(db.first_l1().unwrap(), Some(l1(100)));
     assert_eq!(db.l1_block(101).unwrap(), Some(l1(101)));
@@ -77,56 +70,22 @@ fn l1_index_errors_write_nothing() {
     let mut db = db_with_l1(0..=5);
     let before = snapshot(&db);
     let cases: Vec<(Vec<BlockRef>, Expect)> = vec![
-        (vec![block(1, 6, 1, 1)], |e| {
-            matches!(e, StorageError::ParentMismatch { number: 6, .. })
-        }),
-        (vec![l1(8)], |e| {
-            matches!(
-                e,
-                StorageError::Future {
-                    next: 6,
-                    incoming: 8,
-                    ..
-                }
-            )
-        }),
-        (vec![block(1, 5, 1, 0)], |e| {
-            matches!(e, StorageError::Conflict { number: 5, .. })
-        }),
-        (vec![block(1, 3, 1, 0)], |e| {
-            matches!(e, StorageError::Conflict { number: 3, .. })
-        }),
-        (vec![l1(3)], |e| {
-            matches!(
-                e,
-                StorageError::Stale {
-                    tip: 5,
-                    incoming: 3,
-                    ..
-                }
-            )
-        }),
+        (vec![block(1, 6, 1, 1)], |e| matches!(e, StorageError::ParentMismatch { number: 6, .. })),
+        (vec![l1(8)], |e| matches!(e, StorageError::Future { next: 6, incoming: 8, .. })),
+        (vec![block(1, 5, 1, 0)], |e| matches!(e, StorageError::Conflict { number: 5, .. })),
+        (vec![block(1, 3, 1, 0)], |e| matches!(e, StorageError::Conflict { number: 3, .. })),
+        (vec![l1(3)], |e| matches!(e, StorageError::Stale { tip: 5, incoming: 3, .. })),
         // A batch is all or nothing: a good block before a bad one is not written either.
-        (vec![l1(6), l1(8)], |e| {
-            matches!(e, StorageError::Future { next: 7, .. })
-        }),
-        (vec![l1(6), l1(6)], |e| {
-            matches!(e, StorageError::Stale { .. })
-        }),
+        (vec![l1(6), l1(8)], |e| matches!(e, StorageError::Future { next: 7, .. })),
+        (vec![l1(6), l1(6)], |e| matches!(e, StorageError::Stale { .. })),
     ];
     for (blocks, expected) in cases {
         let err = db.record_l1(&blocks).unwrap_err();
         assert!(expected(&err), "{blocks:?}: unexpected {err}");
         assert_eq!(snapshot(&db), before);
     }
-    let top = BlockRef {
-        number: u64::MAX,
-        ..l1(5)
-    };
-    assert!(matches!(
-        db.record_new_l1(top),
-        Err(StorageError::Future { .. })
-    ));
+    let top = BlockRef { number: u64::MAX, ..l1(5) };
+    assert!(matches!(db.record_new_l1(top), Err(StorageError::Future { .. })));
 }
 
 #[test]
@@ -134,33 +93,15 @@ fn finality_never_moves_backwards_and_must_match_the_index() {
     let mut db = db_with_l1(0..=10);
     db.set_finalized(l1(4)).unwrap();
     db.set_finalized(l1(4)).unwrap();
-    assert!(matches!(
-        db.set_finalized(l1(3)),
-        Err(StorageError::FinalityRegression {
-            current: 4,
-            incoming: 3
-        })
-    ));
-    assert!(matches!(
-        db.set_finalized(block(1, 4, 1, 0)),
-        Err(StorageError::Conflict { .. })
-    ));
-    assert!(matches!(
-        db.set_finalized(block(1, 6, 1, 0)),
-        Err(StorageError::Conflict { .. })
-    ));
-    assert!(matches!(
-        db.set_safe(block(1, 7, 1, 0)),
-        Err(StorageError::Conflict { .. })
-    ));
+    assert!(matches!(db.set_finalized(l1(3)), Err(StorageError::FinalityRegression { current: 4, incoming: 3 })));
+    assert!(matches!(db.set_finalized(block(1, 4, 1, 0)), Err(StorageError::Conflict { .. })));
+    assert!(matches!(db.set_finalized(block(1, 6, 1, 0)), Err(StorageError::Conflict { .. })));
+    assert!(matches!(db.set_safe(block(1, 7, 1, 0)), Err(StorageError::Conflict { .. })));
     db.set_safe(l1(8)).unwrap();
     // Heads beyond the index are allowed (the node may be ahead of a catching-up index).
     db.set_finalized(l1(50)).unwrap();
     let heads = db.heads().unwrap();
-    assert_eq!(
-        (heads.latest, heads.safe, heads.finalized),
-        (Some(l1(10)), Some(l1(8)), Some(l1(50)))
-    );
+    assert_eq!((heads.latest, heads.safe, heads.finalized), (Some(l1(10)), Some(l1(8)), Some(l1(50))));
 }
 
 #[test]
@@ -171,18 +112,11 @@ fn rewind_l1_removes_blocks_and_derivations_atomically_and_respects_finality() {
     db.record_derived_from_head(10, &[l2(0), l2(1)]).unwrap();
     db.record_l1(&[l1(4), l1(5)]).unwrap();
     db.record_derived_from_head(10, &[l2(2)]).unwrap();
-    db.record_derived_from_head(20, &[block(3, 7, 0, 0)])
-        .unwrap();
+    db.record_derived_from_head(20, &[block(3, 7, 0, 0)]).unwrap();
     db.set_safe(l1(5)).unwrap();
     db.set_finalized(l1(2)).unwrap();
 
-    assert!(matches!(
-        db.rewind_l1(1),
-        Err(StorageError::BelowFinalized {
-            to: 1,
-            finalized: 2
-        })
-    ));
+    assert!(matches!(db.rewind_l1(1), Err(StorageError::BelowFinalized { to: 1, finalized: 2 })));
     db.rewind_l1(4).unwrap();
     assert_eq!(db.latest_l1().unwrap(), Some(l1(4)));
     assert_eq!(db.heads().unwrap().safe, None);
@@ -207,21 +141,11 @@ fn record_new_l1_extends_only_chains_that_finished_with_the_previous_block() {
     db.record_derived(2, l1(1), l2(0)).unwrap();
     db.record_derived(3, l1(1), l2(0)).unwrap();
     db.mark_finished(3, 1).unwrap();
-    assert!(matches!(
-        db.mark_finished(3, 0),
-        Err(StorageError::Stale { .. })
-    ));
-    assert!(matches!(
-        db.mark_finished(3, 2),
-        Err(StorageError::Future { .. })
-    ));
+    assert!(matches!(db.mark_finished(3, 0), Err(StorageError::Stale { .. })));
+    assert!(matches!(db.mark_finished(3, 2), Err(StorageError::Future { .. })));
     db.record_new_l1(l1(2)).unwrap();
     assert_eq!(db.latest(1).unwrap().unwrap().source, l1(2));
-    assert_eq!(
-        db.latest(2).unwrap().unwrap().source,
-        l1(1),
-        "chain 2 has not finished with L1 1"
-    );
+    assert_eq!(db.latest(2).unwrap().unwrap().source, l1(1), "chain 2 has not finished with L1 1");
     assert_eq!(db.latest(3).unwrap().unwrap().source, l1(2));
     // Chain 2 may still append L2 blocks derived from L1 1: its log is not corrupted.
     db.record_derived(2, l1(1), l2(1)).unwrap();
@@ -237,89 +161,21 @@ fn derivation_log_errors_write_nothing() {
     db.add_chain(7, ChainMode::Explicit).unwrap();
     db.record_derived(7, l1(2), l2(10)).unwrap();
     db.record_derived(7, l1(2), l2(11)).unwrap();
-    assert_eq!(
-        db.record_derived(7, l1(2), l2(11)).unwrap(),
-        Recorded::Repeat
-    );
+    assert_eq!(db.record_derived(7, l1(2), l2(11)).unwrap(), Recorded::Repeat);
     let before = snapshot(&db);
     let cases: Vec<(BlockRef, BlockRef, Expect)> = vec![
-        (l1(2), block(2, 11, 1, 0), |e| {
-            matches!(
-                e,
-                StorageError::Conflict {
-                    side: Side::L2(7),
-                    number: 11,
-                    ..
-                }
-            )
-        }),
-        (l1(2), block(2, 10, 1, 0), |e| {
-            matches!(
-                e,
-                StorageError::Conflict {
-                    side: Side::L2(7),
-                    number: 10,
-                    ..
-                }
-            )
-        }),
+        (l1(2), block(2, 11, 1, 0), |e| matches!(e, StorageError::Conflict { side: Side::L2(7), number: 11, .. })),
+        (l1(2), block(2, 10, 1, 0), |e| matches!(e, StorageError::Conflict { side: Side::L2(7), number: 10, .. })),
         (l1(2), l2(10), |e| matches!(e, StorageError::Stale { .. })),
-        (l1(2), l2(13), |e| {
-            matches!(
-                e,
-                StorageError::Future {
-                    side: Side::L2(7),
-                    next: 12,
-                    incoming: 13
-                }
-            )
-        }),
-        (l1(4), l2(11), |e| {
-            matches!(
-                e,
-                StorageError::Future {
-                    side: Side::L1,
-                    next: 3,
-                    incoming: 4
-                }
-            )
-        }),
-        (l1(3), l2(12), |e| {
-            matches!(
-                e,
-                StorageError::OutOfOrder {
-                    chain: 7,
-                    source_number: 3,
-                    derived_number: 12
-                }
-            )
-        }),
+        (l1(2), l2(13), |e| matches!(e, StorageError::Future { side: Side::L2(7), next: 12, incoming: 13 })),
+        (l1(4), l2(11), |e| matches!(e, StorageError::Future { side: Side::L1, next: 3, incoming: 4 })),
+        (l1(3), l2(12), |e| matches!(e, StorageError::OutOfOrder { chain: 7, source_number: 3, derived_number: 12 })),
         (l1(2), block(2, 12, 0, 1), |e| {
-            matches!(
-                e,
-                StorageError::ParentMismatch {
-                    side: Side::L2(7),
-                    number: 12,
-                    ..
-                }
-            )
+            matches!(e, StorageError::ParentMismatch { side: Side::L2(7), number: 12, .. })
         }),
-        (l1(1), l2(12), |e| {
-            matches!(e, StorageError::Stale { side: Side::L1, .. })
-        }),
-        (block(1, 3, 1, 0), l2(11), |e| {
-            matches!(
-                e,
-                StorageError::Conflict {
-                    side: Side::L1,
-                    number: 3,
-                    ..
-                }
-            )
-        }),
-        (l1(9), l2(11), |e| {
-            matches!(e, StorageError::UnknownL1 { number: 9, .. })
-        }),
+        (l1(1), l2(12), |e| matches!(e, StorageError::Stale { side: Side::L1, .. })),
+        (block(1, 3, 1, 0), l2(11), |e| matches!(e, StorageError::Conflict { side: Side::L1, number: 3, .. })),
+        (l1(9), l2(11), |e| matches!(e, StorageError::UnknownL1 { number: 9, .. })),
     ];
     for (source, derived, expected) in cases {
         let err = db.record_derived(7, source, derived).unwrap_err();
@@ -327,15 +183,10 @@ fn derivation_log_errors_write_nothing() {
         assert_eq!(snapshot(&db), before);
     }
     // A batch that goes bad half-way writes nothing.
-    let err = db
-        .record_derived_batch(7, &[(l1(2), l2(12)), (l1(2), l2(14))])
-        .unwrap_err();
+    let err = db.record_derived_batch(7, &[(l1(2), l2(12)), (l1(2), l2(14))]).unwrap_err();
     assert!(matches!(err, StorageError::Future { .. }));
     assert_eq!(snapshot(&db), before);
-    assert!(matches!(
-        db.record_derived(8, l1(1), l2(1)),
-        Err(StorageError::UnknownChain(8))
-    ));
+    assert!(matches!(db.record_derived(8, l1(1), l2(1)), Err(StorageError::UnknownChain(8))));
     assert!(db.check().unwrap().is_ok());
 }
 
@@ -343,59 +194,22 @@ fn derivation_log_errors_write_nothing() {
 fn queries_over_a_log() {
     let mut db = db_with_l1(10..=10);
     db.add_chain(5, ChainMode::FollowsL1).unwrap();
-    assert!(matches!(
-        db.derived_at(5, 10),
-        Err(StorageError::EmptyChain(5))
-    ));
-    assert!(matches!(
-        db.derived_from(5, 0),
-        Err(StorageError::EmptyChain(5))
-    ));
+    assert!(matches!(db.derived_at(5, 10), Err(StorageError::EmptyChain(5))));
+    assert!(matches!(db.derived_from(5, 0), Err(StorageError::EmptyChain(5))));
     // L1 10: L2 100..=102; L1 11, 12: nothing new; L1 13: L2 103.
-    db.record_derived_from_head(5, &[l2(100), l2(101), l2(102)])
-        .unwrap();
+    db.record_derived_from_head(5, &[l2(100), l2(101), l2(102)]).unwrap();
     db.record_l1(&[l1(11), l1(12), l1(13)]).unwrap();
     db.record_derived_from_head(5, &[l2(103)]).unwrap();
     for (at, expected) in [(10, 102), (11, 102), (12, 102), (13, 103)] {
-        assert_eq!(
-            db.derived_at(5, at).unwrap(),
-            l2(expected),
-            "derived_at {at}"
-        );
+        assert_eq!(db.derived_at(5, at).unwrap(), l2(expected), "derived_at {at}");
     }
-    assert!(matches!(
-        db.derived_at(5, 9),
-        Err(StorageError::BeforeStart {
-            asked: 9,
-            first: 10,
-            ..
-        })
-    ));
-    assert!(matches!(
-        db.derived_at(5, 14),
-        Err(StorageError::NotDerivedYet {
-            asked: 14,
-            have: 13,
-            ..
-        })
-    ));
+    assert!(matches!(db.derived_at(5, 9), Err(StorageError::BeforeStart { asked: 9, first: 10, .. })));
+    assert!(matches!(db.derived_at(5, 14), Err(StorageError::NotDerivedYet { asked: 14, have: 13, .. })));
     assert_eq!(db.derived_from(5, 100).unwrap(), l1(10));
     assert_eq!(db.derived_from(5, 103).unwrap(), l1(13));
-    assert!(matches!(
-        db.derived_from(5, 99),
-        Err(StorageError::BeforeStart { .. })
-    ));
-    assert!(matches!(
-        db.derived_from(5, 104),
-        Err(StorageError::NotDerivedYet { .. })
-    ));
-    assert_eq!(
-        db.latest(5).unwrap(),
-        Some(DerivedPair {
-            source: l1(13),
-            derived: l2(103)
-        })
-    );
+    assert!(matches!(db.derived_from(5, 99), Err(StorageError::BeforeStart { .. })));
+    assert!(matches!(db.derived_from(5, 104), Err(StorageError::NotDerivedYet { .. })));
+    assert_eq!(db.latest(5).unwrap(), Some(DerivedPair { source: l1(13), derived: l2(103) }));
     // The expanded log: every entry advances exactly one side by one.
     let log = db.log(5).unwrap();
     assert_eq!(log.len(), 7);
@@ -414,11 +228,7 @@ fn last_common_l1_is_the_minimum_over_chains() {
     for chain in [1, 2, 3] {
         db.add_chain(chain, ChainMode::Explicit).unwrap();
     }
-    assert_eq!(
-        db.last_common_l1().unwrap(),
-        None,
-        "no chain has an entry yet"
-    );
+    assert_eq!(db.last_common_l1().unwrap(), None, "no chain has an entry yet");
     db.record_derived(2, l1(7), l2(0)).unwrap();
     db.record_derived(1, l1(3), l2(0)).unwrap();
     db.record_derived(3, l1(9), l2(0)).unwrap();
@@ -431,25 +241,14 @@ fn last_common_l1_is_the_minimum_over_chains() {
 fn rewind_chain_truncates_and_keeps_the_head() {
     let mut db = db_with_l1(0..=2);
     db.add_chain(1, ChainMode::FollowsL1).unwrap();
-    db.record_derived_from_head(1, &[l2(5), l2(6), l2(7)])
-        .unwrap();
+    db.record_derived_from_head(1, &[l2(5), l2(6), l2(7)]).unwrap();
     db.rewind_chain(1, 5).unwrap();
-    assert_eq!(
-        db.latest(1).unwrap(),
-        Some(DerivedPair {
-            source: l1(2),
-            derived: l2(5)
-        })
-    );
-    db.record_derived_from_head(1, &[block(2, 6, 1, 0)])
-        .unwrap();
+    assert_eq!(db.latest(1).unwrap(), Some(DerivedPair { source: l1(2), derived: l2(5) }));
+    db.record_derived_from_head(1, &[block(2, 6, 1, 0)]).unwrap();
     db.rewind_chain(1, 4).unwrap();
     assert_eq!(db.latest(1).unwrap(), None);
     assert!(db.check().unwrap().is_ok());
-    assert!(matches!(
-        db.rewind_chain(9, 0),
-        Err(StorageError::UnknownChain(9))
-    ));
+    assert!(matches!(db.rewind_chain(9, 0), Err(StorageError::UnknownChain(9))));
 }
 
 #[test]
@@ -466,23 +265,11 @@ fn reopen_keeps_everything_and_schema_is_checked() {
     assert_eq!(snapshot(&ChainsDb::open(dir.path()).unwrap()), before);
     {
         let raw = sled::open(dir.path()).unwrap();
-        raw.open_tree("meta")
-            .unwrap()
-            .insert("schema", &7u32.to_be_bytes())
-            .unwrap();
+        raw.open_tree("meta").unwrap().insert("schema", &7u32.to_be_bytes()).unwrap();
         raw.flush().unwrap();
     }
     let err = ChainsDb::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StorageError::UnsupportedSchema {
-                found: 7,
-                supported: 1
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, StorageError::UnsupportedSchema { found: 7, supported: 1 }), "{err}");
 }
 
 #[test]
@@ -496,24 +283,15 @@ fn corrupt_rows_are_errors_and_check_names_them() {
     }
     {
         let raw = sled::open(dir.path()).unwrap();
-        raw.open_tree("l1")
-            .unwrap()
-            .insert(2u64.to_be_bytes(), &[0u8; 5])
-            .unwrap();
-        raw.open_tree("l2/4")
-            .unwrap()
-            .insert(1u64.to_be_bytes(), &[9u8; 80][..])
-            .unwrap();
+        raw.open_tree("l1").unwrap().insert(2u64.to_be_bytes(), &[0u8; 5]).unwrap();
+        raw.open_tree("l2/4").unwrap().insert(1u64.to_be_bytes(), &[9u8; 80][..]).unwrap();
         raw.flush().unwrap();
     }
     let db = ChainsDb::open(dir.path()).unwrap();
     assert!(matches!(db.l1_block(2), Err(StorageError::Corrupt { .. })));
     let report = db.check().unwrap();
     let text = report.problems.join("\n");
-    assert!(
-        text.contains("corrupt row in tree l1 at key 0x0000000000000002"),
-        "{text}"
-    );
+    assert!(text.contains("corrupt row in tree l1 at key 0x0000000000000002"), "{text}");
     assert!(text.contains("chain 4: L2 block 2 has parent"), "{text}");
 }
 
@@ -528,27 +306,15 @@ fn check_reports_broken_links() {
         let raw = sled::open(dir.path()).unwrap();
         let mut bad = block(1, 2, 0, 9);
         bad.hash = h(1, 2, 0);
-        raw.open_tree("l1")
-            .unwrap()
-            .insert(2u64.to_be_bytes(), &crate::codec::encode_l1(&bad)[..])
-            .unwrap();
-        raw.open_tree("l1")
-            .unwrap()
-            .remove(3u64.to_be_bytes())
-            .unwrap();
-        raw.open_tree("l1")
-            .unwrap()
-            .insert(5u64.to_be_bytes(), &crate::codec::encode_l1(&l1(5))[..])
-            .unwrap();
+        raw.open_tree("l1").unwrap().insert(2u64.to_be_bytes(), &crate::codec::encode_l1(&bad)[..]).unwrap();
+        raw.open_tree("l1").unwrap().remove(3u64.to_be_bytes()).unwrap();
+        raw.open_tree("l1").unwrap().insert(5u64.to_be_bytes(), &crate::codec::encode_l1(&l1(5))[..]).unwrap();
         raw.flush().unwrap();
     }
     let report = ChainsDb::open(dir.path()).unwrap().check().unwrap();
     assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
     assert!(report.problems[0].starts_with("L1 block 2 has parent"));
-    assert_eq!(
-        report.problems[1],
-        "L1 index has a gap: block 5 follows block 2"
-    );
+    assert_eq!(report.problems[1], "L1 index has a gap: block 5 follows block 2");
 }
 
 // ---- property tests -------------------------------------------------------------------------
@@ -557,41 +323,14 @@ fn check_reports_broken_links() {
 /// that valid and invalid writes both happen often.
 #[derive(Clone, Debug)]
 enum Op {
-    L1 {
-        delta: i8,
-        fork: u8,
-        parent_fork: u8,
-        count: u8,
-    },
-    Derived {
-        chain: u8,
-        source_step: u8,
-        delta: i8,
-        fork: u8,
-        parent_fork: u8,
-    },
-    FromHead {
-        chain: u8,
-        count: u8,
-        fork: u8,
-    },
-    Finished {
-        chain: u8,
-        back: u8,
-    },
-    RewindL1 {
-        back: u8,
-    },
-    RewindChain {
-        chain: u8,
-        back: u8,
-    },
-    Safe {
-        back: u8,
-    },
-    Finalized {
-        back: u8,
-    },
+    L1 { delta: i8, fork: u8, parent_fork: u8, count: u8 },
+    Derived { chain: u8, source_step: u8, delta: i8, fork: u8, parent_fork: u8 },
+    FromHead { chain: u8, count: u8, fork: u8 },
+    Finished { chain: u8, back: u8 },
+    RewindL1 { back: u8 },
+    RewindChain { chain: u8, back: u8 },
+    Safe { back: u8 },
+    Finalized { back: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -610,57 +349,29 @@ fn op() -> impl Strategy<Value = Op> {
 fn apply(db: &mut ChainsDb, op: &Op) -> Result<()> {
     let l1_tip = db.latest_l1()?.map_or(0, |b| b.number);
     let back = |b: u8| l1_tip.saturating_sub(u64::from(b));
-    let l1_at = |db: &ChainsDb, n: u64, fork: u8| {
-        Ok::<_, StorageError>(db.l1_block(n)?.unwrap_or(block(1, n, fork, fork)))
-    };
+    let l1_at =
+        |db: &ChainsDb, n: u64, fork: u8| Ok::<_, StorageError>(db.l1_block(n)?.unwrap_or(block(1, n, fork, fork)));
     let chain = |c: u8| u64::from(c) + 1;
     match *op {
-        Op::L1 {
-            delta,
-            fork,
-            parent_fork,
-            count,
-        } => {
+        Op::L1 { delta, fork, parent_fork, count } => {
             let start = l1_tip.saturating_add_signed(i64::from(delta));
             let blocks: Vec<_> = (0..u64::from(count))
                 .map(|i| block(1, start + i, fork, if i == 0 { parent_fork } else { fork }))
                 .collect();
             db.record_l1(&blocks).map(|_| ())
         }
-        Op::Derived {
-            chain: c,
-            source_step,
-            delta,
-            fork,
-            parent_fork,
-        } => {
+        Op::Derived { chain: c, source_step, delta, fork, parent_fork } => {
             let latest = db.latest(chain(c))?;
             let (s, d) = latest.map_or((l1_tip, 0), |p| (p.source.number, p.derived.number));
             let source = l1_at(db, s + u64::from(source_step), fork)?;
-            let derived = block(
-                2 + c,
-                d.saturating_add_signed(i64::from(delta)),
-                fork,
-                parent_fork,
-            );
+            let derived = block(2 + c, d.saturating_add_signed(i64::from(delta)), fork, parent_fork);
             db.record_derived(chain(c), source, derived).map(|_| ())
         }
-        Op::FromHead {
-            chain: c,
-            count,
-            fork,
-        } => {
+        Op::FromHead { chain: c, count, fork } => {
             let next = db.latest(chain(c))?.map_or(0, |p| p.derived.number + 1);
             let parent_fork = db.latest(chain(c))?.map_or(fork, |p| p.derived.hash[1]);
             let blocks: Vec<_> = (0..u64::from(count))
-                .map(|i| {
-                    block(
-                        2 + c,
-                        next + i,
-                        fork,
-                        if i == 0 { parent_fork } else { fork },
-                    )
-                })
+                .map(|i| block(2 + c, next + i, fork, if i == 0 { parent_fork } else { fork }))
                 .collect();
             db.record_derived_from_head(chain(c), &blocks).map(|_| ())
         }

@@ -1,1 +1,9 @@
-mod x {}
+//! End-to-end tests: the real `rollup-supervisor` binary against real `anvil` nodes.
+//! One test binary with modules (see `harness` for the node and proxy helpers).
+
+mod harness;
+mod supervisor;
+
+mod chains;
+mod faults;
+mod l1;

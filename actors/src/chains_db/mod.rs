@@ -26,10 +26,7 @@ impl ChainsDbActor {
         SyncArbiter::start(1, move || ChainsDbActor { db: db.clone() })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
+    fn with<T>(&self, f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>) -> Result<T, StorageError> {
         // A poisoned lock means a previous handler panicked; the process exits on panic, so this
         // is only reachable in tests. sled's state is consistent either way.
         let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
@@ -66,8 +63,7 @@ handle!(NewL1Heads, |db, m| {
     }
     finalized.map(|_| ())
 });
-handle!(NewDerivedBlocks, |db, m| db
-    .record_derived_from_head(m.chain, &m.blocks));
+handle!(NewDerivedBlocks, |db, m| db.record_derived_from_head(m.chain, &m.blocks));
 handle!(L2Reorg, |db, m| {
     warn!(target: "chains_db", chain = m.chain, common_ancestor = m.common_ancestor, "rewinding chain");
     db.rewind_chain(m.chain, m.common_ancestor)
@@ -89,15 +85,8 @@ handle!(GetFloor, |db, m| match m.0 {
     Track::L2(_) => Ok(None),
 });
 handle!(GetSyncStatus, |db, _m| {
-    let chains = db
-        .chains()
-        .into_iter()
-        .map(|c| Ok((c, db.latest(c)?)))
-        .collect::<Result<_, StorageError>>()?;
-    Ok(SyncStatus {
-        l1: db.heads()?,
-        chains,
-    })
+    let chains = db.chains().into_iter().map(|c| Ok((c, db.latest(c)?))).collect::<Result<_, StorageError>>()?;
+    Ok(SyncStatus { l1: db.heads()?, chains })
 });
 handle!(GetL1Block, |db, m| db.l1_block(m.0));
 handle!(GetLocalSafe, |db, m| db.latest(m.0));

@@ -16,8 +16,7 @@ mod stores;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture,
-    Supervised, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, Supervised, WrapFuture,
 };
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -123,9 +122,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
                     return;
                 }
                 match &e {
-                    FollowError::Rpc(_) | FollowError::Inconsistent(_) => {
-                        self.metrics.inc("rpc_errors_total", &labels)
-                    }
+                    FollowError::Rpc(_) | FollowError::Inconsistent(_) => self.metrics.inc("rpc_errors_total", &labels),
                     _ => self.metrics.inc("db_write_errors_total", &labels),
                 }
                 let delay = self.retry.next_delay();
@@ -144,11 +141,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Actor for Watcher<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let delay = if self.status.restarts == 0 {
-            Duration::ZERO
-        } else {
-            self.restart.next_delay()
-        };
+        let delay = if self.status.restarts == 0 { Duration::ZERO } else { self.restart.next_delay() };
         ctx.notify_later(Poll, delay);
         if let Some(every) = self.timing.heads_interval {
             ctx.notify_later(PollHeads, delay);
@@ -161,8 +154,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.status.restarts += 1;
         let name = self.name.clone();
-        self.metrics
-            .inc("actor_restarts_total", &[("actor", name.as_str())]);
+        self.metrics.inc("actor_restarts_total", &[("actor", name.as_str())]);
         warn!(target: "watcher", watcher = %name, restarts = self.status.restarts, "restarting; state reloads from the database");
         if let Some(f) = self.follower.as_mut() {
             f.reset();

@@ -44,14 +44,7 @@ impl FollowStore for L1Target {
     }
 
     async fn stored(&self, from: u64, to: u64) -> Result<Vec<BlockRef>, FollowError> {
-        Ok(self
-            .db
-            .send(GetRange {
-                track: Track::L1,
-                from,
-                to,
-            })
-            .await??)
+        Ok(self.db.send(GetRange { track: Track::L1, from, to }).await??)
     }
 
     async fn floor(&self) -> Result<Option<u64>, FollowError> {
@@ -64,13 +57,7 @@ impl FollowStore for L1Target {
     }
 
     async fn rewind(&self, common_ancestor: u64, old_tip: u64) -> Result<(), FollowError> {
-        Ok(self
-            .db
-            .send(L1Reorg {
-                common_ancestor,
-                old_tip,
-            })
-            .await??)
+        Ok(self.db.send(L1Reorg { common_ancestor, old_tip }).await??)
     }
 
     async fn poll_heads(&self, rpc: &EthRpc) -> Result<(), FollowError> {
@@ -86,14 +73,7 @@ impl FollowStore for L2Target {
     }
 
     async fn stored(&self, from: u64, to: u64) -> Result<Vec<BlockRef>, FollowError> {
-        Ok(self
-            .db
-            .send(GetRange {
-                track: Track::L2(self.chain),
-                from,
-                to,
-            })
-            .await??)
+        Ok(self.db.send(GetRange { track: Track::L2(self.chain), from, to }).await??)
     }
 
     async fn floor(&self) -> Result<Option<u64>, FollowError> {
@@ -101,22 +81,11 @@ impl FollowStore for L2Target {
     }
 
     async fn append(&self, blocks: Vec<BlockRef>) -> Result<(), FollowError> {
-        self.db
-            .send(NewDerivedBlocks {
-                chain: self.chain,
-                blocks,
-            })
-            .await??;
+        self.db.send(NewDerivedBlocks { chain: self.chain, blocks }).await??;
         Ok(())
     }
 
     async fn rewind(&self, common_ancestor: u64, _old_tip: u64) -> Result<(), FollowError> {
-        Ok(self
-            .db
-            .send(L2Reorg {
-                chain: self.chain,
-                common_ancestor,
-            })
-            .await??)
+        Ok(self.db.send(L2Reorg { chain: self.chain, common_ancestor }).await??)
     }
 }

@@ -1,0 +1,249 @@
+//! Fault-injecting loopback TCP proxy for "L1 endpoint cut and restored" tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Body sent in [`ProxyMode::Garbage`]: valid JSON, fixed id 1, result not a valid quantity.
+pub const GARBAGE_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"result":"0xzz"}"#;
+/// Body sent in [`ProxyMode::Truncated`]: cut-off JSON (Content-Length matches, so the HTTP
+/// response is complete but the JSON is not).
+pub const TRUNCATED_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"number":"0x1","ha"#;
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+
+/// What the proxy does with connections. Switching modes drops (RST) every connection opened
+/// in another mode, so pooled keep-alive connections cannot bypass the new mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward bytes both ways to the target.
+    Forward,
+    /// Accept, then close immediately (RST): clients fail fast.
+    Cut,
+    /// Accept and read, never answer: clients time out.
+    Blackhole,
+    /// Answer every HTTP request `200 OK` with [`GARBAGE_BODY`], then close.
+    Garbage,
+    /// Answer every HTTP request `200 OK` with [`TRUNCATED_BODY`], then close.
+    Truncated,
+}
+
+/// Listens on `127.0.0.1:0`; each accepted connection is handled per the current
+/// [`ProxyMode`]. Dropping it stops the listener and all connection tasks.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    target: SocketAddr,
+    mode: watch::Sender<ProxyMode>,
+    accepted: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts in [`ProxyMode::Forward`].
+    pub async fn start(target: SocketAddr) -> Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding proxy listener")?;
+        let addr = listener.local_addr().context("proxy local_addr")?;
+        let (mode, rx) = watch::channel(ProxyMode::Forward);
+        let accepted = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(accept_loop(listener, target, rx, accepted.clone()));
+        Ok(Proxy { addr, target, mode, accepted, task })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// Number of connections accepted so far (all modes).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn mode(&self) -> ProxyMode {
+        *self.mode.borrow()
+    }
+
+    pub fn set_mode(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+
+    pub fn cut(&self) {
+        self.set_mode(ProxyMode::Cut);
+    }
+
+    pub fn restore(&self) {
+        self.set_mode(ProxyMode::Forward);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // Dropping `self.mode` (the watch sender) ends every connection task.
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    target: SocketAddr,
+    mut rx: watch::Receiver<ProxyMode>,
+    accepted: Arc<AtomicU64>,
+) {
+    loop {
+        let sock = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((sock, _)) => sock,
+                Err(_) => {
+                    // e.g. EMFILE: back off briefly instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            r = rx.changed() => {
+                if r.is_err() {
+                    return; // Proxy dropped
+                }
+                continue;
+            }
+        };
+        accepted.fetch_add(1, Ordering::Relaxed);
+        let mode = *rx.borrow();
+        match mode {
+            ProxyMode::Cut => reset(sock),
+            _ => {
+                tokio::spawn(handle(sock, mode, target, rx.clone()));
+            }
+        }
+    }
+}
+
+/// Close with RST (SO_LINGER 0) so the peer sees an error at once.
+fn reset(sock: TcpStream) {
+    let _ = sock.set_zero_linger();
+    drop(sock);
+}
+
+/// Resolves once the mode is no longer `mode` (or the proxy is gone).
+async fn left_mode(rx: &mut watch::Receiver<ProxyMode>, mode: ProxyMode) {
+    loop {
+        if *rx.borrow_and_update() != mode {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves one client connection, following mode changes: to `Cut` → reset; to `Forward` (from
+/// another mode) → reset, the client reconnects and is forwarded; to `Blackhole` / `Garbage` /
+/// `Truncated` → the upstream (if any) is reset and the client socket stays open and switches
+/// behaviour, so a pooled keep-alive connection times out / gets garbage rather than a reset.
+async fn handle(mut client: TcpStream, mut mode: ProxyMode, target: SocketAddr, mut rx: watch::Receiver<ProxyMode>) {
+    let _ = client.set_nodelay(true);
+    let mut first = true;
+    loop {
+        match mode {
+            ProxyMode::Cut => return reset(client),
+            ProxyMode::Forward if !first => return reset(client),
+            ProxyMode::Forward => {
+                let upstream = tokio::select! {
+                    r = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(target)) => r,
+                    _ = left_mode(&mut rx, mode) => return reset(client),
+                };
+                let Ok(Ok(mut upstream)) = upstream else {
+                    return reset(client); // target down: the client sees a reset, like the node itself
+                };
+                let _ = upstream.set_nodelay(true);
+                let switched = tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => false,
+                    _ = left_mode(&mut rx, mode) => true,
+                };
+                reset(upstream);
+                if !switched {
+                    return; // one side closed: drop the client normally
+                }
+            }
+            ProxyMode::Blackhole => {
+                let mut buf = vec![0u8; 16 * 1024];
+                let switched = tokio::select! {
+                    _ = async { while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {} } => false,
+                    _ = left_mode(&mut rx, mode) => true,
+                };
+                if !switched {
+                    return;
+                }
+            }
+            ProxyMode::Garbage | ProxyMode::Truncated => {
+                let body = if mode == ProxyMode::Garbage { GARBAGE_BODY } else { TRUNCATED_BODY };
+                let switched = tokio::select! {
+                    _ = answer_http(&mut client, body) => false,
+                    _ = left_mode(&mut rx, mode) => true,
+                };
+                if !switched {
+                    return;
+                }
+            }
+        }
+        first = false;
+        mode = *rx.borrow_and_update();
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers + Content-Length body), answers `200 OK` with `body`
+/// and `Connection: close`.
+async fn answer_http(sock: &mut TcpStream, body: &str) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_REQUEST_BYTES {
+            return Err(std::io::Error::other("request headers too large"));
+        }
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let headers = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+    let content_length = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_REQUEST_BYTES);
+    let mut have = buf.len() - header_end;
+    while have < content_length {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        have += n;
+    }
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(resp.as_bytes()).await?;
+    sock.flush().await?;
+    sock.shutdown().await
+}

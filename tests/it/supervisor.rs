@@ -1,0 +1,264 @@
+//! Runs the real `rollup-supervisor` binary: writes its config, starts it, talks to its JSON-RPC
+//! server, stops it with a signal or kills it, and reads its database with `db inspect`/`db check`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::harness::wait_for;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rollup-supervisor");
+
+/// One L2 chain in the config.
+pub struct ChainSpec {
+    pub chain_id: u64,
+    pub rpc_url: String,
+    pub tag: &'static str,
+}
+
+/// What goes into the config file.
+pub struct Spec {
+    pub l1_url: String,
+    pub l1_chain_id: Option<u64>,
+    pub start_block: Option<u64>,
+    pub batch_size: u64,
+    pub chains: Vec<ChainSpec>,
+    pub extra_l1: String,
+    pub env: Vec<(&'static str, &'static str)>,
+}
+
+impl Spec {
+    pub fn new(l1_url: String) -> Self {
+        Self {
+            l1_url,
+            l1_chain_id: None,
+            start_block: Some(0),
+            batch_size: 100,
+            chains: Vec::new(),
+            extra_l1: String::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn toml(&self, datadir: &Path) -> String {
+        let mut out = format!(
+            "datadir = {:?}\n[l1]\nrpc_url = {:?}\npoll_interval_ms = 100\nheads_poll_interval_ms = 300\nrequest_timeout_ms = 2000\nbatch_size = {}\n{}",
+            datadir, self.l1_url, self.batch_size, self.extra_l1
+        );
+        if let Some(id) = self.l1_chain_id {
+            out += &format!("chain_id = {id}\n");
+        }
+        if let Some(start) = self.start_block {
+            out += &format!("start_block = {start}\n");
+        }
+        out += "[rpc]\nlisten = \"127.0.0.1:0\"\n";
+        for c in &self.chains {
+            out += &format!(
+                "[[chains]]\nchain_id = {}\nrpc_url = {:?}\nderivation_tag = {:?}\npoll_interval_ms = 100\n",
+                c.chain_id, c.rpc_url, c.tag
+            );
+        }
+        out
+    }
+}
+
+/// A running (or stopped) supervisor over one data directory.
+pub struct Supervisor {
+    child: Option<Child>,
+    /// Where this run's lines start in the log (earlier runs append to the same file).
+    log_start: usize,
+    pub dir: tempfile::TempDir,
+    pub rpc_url: String,
+    log: PathBuf,
+}
+
+impl Supervisor {
+    /// Writes the config and starts the binary; returns once its RPC server answers.
+    pub async fn start(spec: &Spec) -> anyhow::Result<Self> {
+        let mut sup = Self::launch(spec)?;
+        sup.wait_ready().await?;
+        Ok(sup)
+    }
+
+    /// Writes the config and starts the binary, without waiting for anything.
+    pub fn launch(spec: &Spec) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut sup =
+            Self { child: None, log_start: 0, rpc_url: String::new(), log: dir.path().join("supervisor.log"), dir };
+        sup.spawn(spec)?;
+        Ok(sup)
+    }
+
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// Starts the binary again over the same data directory.
+    pub async fn restart(&mut self, spec: &Spec) -> anyhow::Result<()> {
+        self.spawn(spec)?;
+        self.wait_ready().await
+    }
+
+    fn spawn(&mut self, spec: &Spec) -> anyhow::Result<()> {
+        std::fs::write(self.config_path(), spec.toml(&self.datadir()))?;
+        self.log_start = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .envs(spec.env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start rollup-supervisor")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let log_path = self.log.clone();
+        let start = self.log_start;
+        let url = wait_for("the supervisor's RPC server", Duration::from_secs(30), Duration::from_millis(50), || {
+            let log_path = log_path.clone();
+            async move {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                // This run's "running" line names the bound address.
+                Ok(text
+                    .get(start..)
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.contains("rollup-supervisor running"))
+                    .and_then(|l| {
+                        let at = l.find("rpc=")? + 4;
+                        let addr: String = l[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+                        Some(format!("http://{addr}"))
+                    }))
+            }
+        })
+        .await;
+        match url {
+            Ok(url) => {
+                self.rpc_url = url;
+                Ok(())
+            }
+            Err(e) => bail!("{e:#}\nsupervisor log:\n{}", self.log_text()),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Calls a method of the supervisor's JSON-RPC server; a JSON-RPC error is `Ok(Err(..))`.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Result<Value, Value>> {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let reply: Value = reqwest::Client::new()
+            .post(&self.rpc_url)
+            .json(&body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(match reply.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(reply["result"].clone()),
+        })
+    }
+
+    /// The recorded L1 latest block number, if any.
+    pub async fn l1_latest(&self) -> anyhow::Result<Option<u64>> {
+        let status = self.call("supervisor_syncStatus", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        status["l1"]["latest"]["number"].as_str().map(hex_u64).transpose()
+    }
+
+    /// Waits until the recorded L1 latest block is `number` with hash `hash`.
+    pub async fn wait_l1(&self, number: u64, hash: &str, timeout: Duration) -> anyhow::Result<()> {
+        wait_for(&format!("L1 block {number} {hash} recorded"), timeout, Duration::from_millis(50), || async {
+            let status = self.call("supervisor_syncStatus", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let latest = &status["l1"]["latest"];
+            let at = latest["number"].as_str().map(hex_u64).transpose()?;
+            Ok((at == Some(number) && latest["hash"].as_str() == Some(hash)).then_some(()))
+        })
+        .await
+    }
+
+    /// SIGTERM, then waits for the exit code.
+    pub async fn stop(&mut self) -> anyhow::Result<i32> {
+        let Some(mut child) = self.child.take() else { bail!("not running") };
+        let pid = child.id().context("no pid")?;
+        signal(pid, "TERM")?;
+        let status =
+            tokio::time::timeout(Duration::from_secs(20), child.wait()).await.context("no exit after SIGTERM")??;
+        status.code().context("killed by a signal")
+    }
+
+    /// SIGKILL: a crash.
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { bail!("not running") };
+        child.kill().await?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<i32> {
+        let Some(mut child) = self.child.take() else { bail!("not running") };
+        let status = tokio::time::timeout(timeout, child.wait()).await.context("the process did not exit")??;
+        status.code().context("killed by a signal")
+    }
+
+    /// `db check`: exit code and output.
+    pub fn db_check(&self) -> anyhow::Result<(i32, String)> {
+        let out = std::process::Command::new(BIN).args(["db", "check", "--datadir"]).arg(self.datadir()).output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        Ok((out.status.code().unwrap_or(-1), text))
+    }
+
+    /// `db inspect --json`.
+    pub fn db_inspect(&self) -> anyhow::Result<Value> {
+        let out = std::process::Command::new(BIN)
+            .args(["db", "inspect", "--json", "--datadir"])
+            .arg(self.datadir())
+            .output()?;
+        if !out.status.success() {
+            bail!("db inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?.success();
+    if !ok {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
+
+pub fn hex_u64(s: &str) -> anyhow::Result<u64> {
+    Ok(u64::from_str_radix(s.trim_start_matches("0x"), 16)?)
+}
+
+/// The stored L1 rows of a `db inspect` dump as `(number, hash)`.
+pub fn l1_rows(dump: &Value) -> anyhow::Result<Vec<(u64, String)>> {
+    dump["l1"]
+        .as_array()
+        .context("no l1 rows")?
+        .iter()
+        .map(|b| {
+            Ok((hex_u64(b["number"].as_str().context("number")?)?, b["hash"].as_str().context("hash")?.to_owned()))
+        })
+        .collect()
+}
