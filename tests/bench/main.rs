@@ -1,0 +1,206 @@
+//! The L1-flow benchmark (not a test): `cargo bench --bench l1_flow`.
+//!
+//! Pre-mines 10 000 L1 blocks on anvil (built once, then reloaded from a state dump cached in
+//! `target/bench-cache/`), tracks 4 L2 chains, and reports:
+//! - catch-up throughput of the release binary in L1 blocks/s, next to the same node's raw rate
+//!   for serving those headers to a plain batched client in the same run, and their ratio;
+//! - head-to-commit latency (p50/p99) while following one new block at a time;
+//! - database bytes per derivation row (logical row size, and sled's size on disk per row);
+//! - the supervisor's peak RSS.
+#![allow(clippy::unwrap_used, dead_code)]
+
+#[path = "../it/harness/mod.rs"]
+mod harness;
+#[path = "../it/supervisor.rs"]
+mod supervisor;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use harness::{Anvil, AnvilOptions, RpcClient};
+use supervisor::{ChainSpec, Spec, Supervisor, hex_u64};
+
+const L1_BLOCKS: u64 = 10_000;
+const L2_BLOCKS: u64 = 500;
+const BATCH: u64 = 500;
+const LATENCY_SAMPLES: usize = 100;
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-cache")
+}
+
+/// An anvil holding `L1_BLOCKS` blocks, from the cached state file when there is one.
+async fn l1_node() -> Result<Anvil> {
+    let state = cache_dir().join(format!("l1-{L1_BLOCKS}.json"));
+    if state.exists() {
+        let anvil = Anvil::spawn(AnvilOptions { load_state: Some(state.clone()), ..Default::default() }).await?;
+        if anvil.block_number().await? == L1_BLOCKS {
+            return Ok(anvil);
+        }
+    }
+    eprintln!("building the {L1_BLOCKS}-block L1 chain (anvil slows down as it grows: minutes; cached afterwards)...");
+    std::fs::create_dir_all(cache_dir())?;
+    let mut anvil = Anvil::spawn(AnvilOptions { dump_state: Some(state.clone()), ..Default::default() }).await?;
+    let slow = RpcClient::with_timeout(&anvil.url(), Duration::from_secs(600))?;
+    let mut left = L1_BLOCKS;
+    while left > 0 {
+        let n = left.min(1000);
+        slow.mine(n).await?;
+        left -= n;
+    }
+    anvil.shutdown().await?;
+    let anvil = Anvil::spawn(AnvilOptions { load_state: Some(state), ..Default::default() }).await?;
+    anyhow::ensure!(anvil.block_number().await? == L1_BLOCKS, "the state file did not reload");
+    Ok(anvil)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let l1 = l1_node().await?;
+    let mut l2s = Vec::new();
+    for id in 901..=904 {
+        let node = Anvil::spawn(AnvilOptions { chain_id: Some(id), ..Default::default() }).await?;
+        node.mine(10).await?;
+        l2s.push((id, node));
+    }
+
+    // The node's raw rate: a plain client fetching the same headers in batches of the same size.
+    let plain = RpcClient::new(&l1.url())?;
+    let mut raw_best = Duration::MAX;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let blocks = plain.canonical_chain(0, L1_BLOCKS).await?;
+        raw_best = raw_best.min(t.elapsed());
+        assert_eq!(blocks.len() as u64, L1_BLOCKS + 1);
+    }
+    let raw_rate = (L1_BLOCKS + 1) as f64 / raw_best.as_secs_f64();
+
+    // Catch-up: from process start to the last block recorded.
+    let mut spec = Spec::new(l1.url());
+    spec.batch_size = BATCH;
+    spec.chains =
+        l2s.iter().map(|(id, node)| ChainSpec { chain_id: *id, rpc_url: node.url(), tag: "latest" }).collect();
+    let t = Instant::now();
+    let sup = Supervisor::start(&spec).await?;
+    loop {
+        if sup.l1_latest().await? == Some(L1_BLOCKS) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "catch-up did not finish");
+    }
+    let catch_up = t.elapsed();
+    let rate = (L1_BLOCKS + 1) as f64 / catch_up.as_secs_f64();
+
+    // Following: one new block at a time, from the node's answer to the supervisor's.
+    // Blocks arrive at jittered times so that they do not fall into step with the poll timer.
+    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 1..=LATENCY_SAMPLES as u64 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        tokio::time::sleep(Duration::from_millis((seed >> 33) % 100)).await;
+        l1.mine(1).await?;
+        let t = Instant::now();
+        while sup.l1_latest().await? != Some(L1_BLOCKS + i) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "block {} never recorded", L1_BLOCKS + i);
+        }
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+
+    // Derivation rows: every chain derives L2_BLOCKS more blocks.
+    for (_, node) in &l2s {
+        node.mine(L2_BLOCKS).await?;
+    }
+    for (id, node) in &l2s {
+        let head = node.block_number().await?;
+        let t = Instant::now();
+        loop {
+            let pair = sup.call("supervisor_localSafe", serde_json::json!([id])).await?.ok();
+            let derived = pair.and_then(|p| p["derived"]["number"].as_str().map(hex_u64)).transpose()?;
+            if derived == Some(head) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "chain {id} did not derive");
+        }
+    }
+    let pid = sup_pid(&sup)?;
+    let rss = peak_rss_kib(pid).context("no /proc status")?;
+    let mut sup = sup;
+    assert_eq!(sup.stop().await?, 0);
+    let dump = sup.db_inspect()?;
+    let l1_rows = dump["l1"].as_array().map_or(0, Vec::len) as u64;
+    let mut l2_rows = 0u64;
+    let mut log_entries = 0u64;
+    for (id, _) in &l2s {
+        let log = dump["chains"][id.to_string()]["log"].as_array().cloned().unwrap_or_default();
+        log_entries += log.len() as u64;
+        let mut last = None;
+        for e in &log {
+            let d = e["derived"]["number"].clone();
+            if last.as_ref() != Some(&d) {
+                l2_rows += 1;
+                last = Some(d);
+            }
+        }
+    }
+    let disk = dir_size(&sup.datadir());
+
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| L1 blocks caught up | {} (batch size {BATCH}, 4 chains tracked) |", L1_BLOCKS + 1);
+    println!("| catch-up time (process start to last block recorded) | {:.2} s |", catch_up.as_secs_f64());
+    println!("| **catch-up throughput** | **{rate:.0} L1 blocks/s** |");
+    println!("| node raw rate, plain batched client (best of 2) | {raw_rate:.0} blocks/s |");
+    println!("| **ratio to the node's raw rate** | **{:.0} %** |", 100.0 * rate / raw_rate);
+    println!(
+        "| head-to-commit latency, p50 / p99 ({LATENCY_SAMPLES} blocks, poll interval 100 ms) | {:.1} ms / {:.1} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!("| derivation row, logical (key + value) | {} bytes |", rollup_supervisor_storage::DERIVATION_ROW_BYTES);
+    println!("| L1 row, logical (key + value) | {} bytes |", rollup_supervisor_storage::L1_ROW_BYTES);
+    println!("| rows: L1 / L2 (derivation) / log entries expanded | {l1_rows} / {l2_rows} / {log_entries} |");
+    println!(
+        "| sled directory size / all rows (L1 + L2) | {} bytes ({:.0} bytes/row) |",
+        disk,
+        disk as f64 / (l1_rows + l2_rows) as f64
+    );
+    println!("| supervisor peak RSS | {:.1} MiB |", rss as f64 / 1024.0);
+    Ok(())
+}
+
+fn sup_pid(sup: &Supervisor) -> Result<u32> {
+    sup.pid().context("supervisor not running")
+}
