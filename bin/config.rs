@@ -99,6 +99,190 @@ pub struct ChainConfig {
     /// Blocks per batched request.
     #[serde(default = "default_batch")]
     pub batch_size: u64,
+    /// Sequencer downtime reporting (off by default).
+    #[serde(default)]
+    pub uptime: UptimeConfig,
+}
+
+/// `[chains.uptime]`: report sequencer downtime to the chain's uptime feed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UptimeConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// The feed contract. Required when enabled.
+    pub feed_address: Option<alloy::primitives::Address>,
+    /// The chain is stalled when its newest block is older than this.
+    pub max_block_age_secs: u64,
+    /// Between checks of the head.
+    pub check_interval_ms: u64,
+    /// Between refreshes of the pre-positioned pair; default: the check interval.
+    pub refresh_interval_ms: Option<u64>,
+    /// `t_up = now - margin`.
+    pub clock_skew_margin_secs: u64,
+    /// Gas limit of each update transaction (21000..=10000000).
+    pub gas_limit: u64,
+    /// The lowest max fee per gas of the pair (it also pays at least twice the base fee).
+    pub max_fee_per_gas_wei: u128,
+    /// Priority fee; default: the max fee, so the pair sorts first.
+    pub max_priority_fee_per_gas_wei: Option<u128>,
+    /// Refreshes bump fees by `fee_bump_percent` up to this cap.
+    pub fee_cap_wei: u128,
+    /// The pool's replacement price bump, percent.
+    pub fee_bump_percent: u128,
+    /// The signer.
+    pub signer: SignerConfig,
+}
+
+impl Default for UptimeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            feed_address: None,
+            max_block_age_secs: 60,
+            check_interval_ms: 1_000,
+            refresh_interval_ms: None,
+            clock_skew_margin_secs: 1,
+            gas_limit: 100_000,
+            max_fee_per_gas_wei: 1_000_000_000,
+            max_priority_fee_per_gas_wei: None,
+            fee_cap_wei: 1_000_000_000_000,
+            fee_bump_percent: 10,
+            signer: SignerConfig::default(),
+        }
+    }
+}
+
+/// `[chains.uptime.signer]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignerConfig {
+    /// `"local"` or `"web3signer"`. Required when uptime is enabled.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// local: a file holding the hex private key.
+    pub private_key_file: Option<PathBuf>,
+    /// local: an environment variable holding the hex private key.
+    pub private_key_env: Option<String>,
+    /// web3signer: base URL.
+    pub url: Option<String>,
+    /// web3signer: the key identifier (0x + uncompressed public key).
+    pub key_id: Option<String>,
+    /// web3signer: the address the key signs for.
+    pub address: Option<alloy::primitives::Address>,
+    /// web3signer: request timeout.
+    pub timeout_ms: u64,
+    /// web3signer: PEM client certificate and key for mutual TLS.
+    pub tls_client_cert: Option<PathBuf>,
+    /// web3signer: PEM CA bundle to trust.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            private_key_file: None,
+            private_key_env: None,
+            url: None,
+            key_id: None,
+            address: None,
+            timeout_ms: 2_000,
+            tls_client_cert: None,
+            tls_ca: None,
+        }
+    }
+}
+
+impl SignerConfig {
+    /// Builds the signer this section describes (after [`Config::validate`]); a key that cannot
+    /// be read is a configuration error naming the key (never showing the secret).
+    pub fn build(&self, key: &str) -> Result<rollup_supervisor_signer::Signer, ConfigError> {
+        use rollup_supervisor_signer::{LocalKey, Signer, Web3Signer, Web3SignerConfig};
+        let fail = |k: &str, e: &dyn std::fmt::Display| ConfigError(format!("invalid value for key `{key}.{k}`: {e}"));
+        match self.kind.as_deref() {
+            Some("local") => {
+                let local = match (&self.private_key_file, &self.private_key_env) {
+                    (Some(path), _) => LocalKey::from_file(path).map_err(|e| fail("private_key_file", &e))?,
+                    (None, Some(var)) => LocalKey::from_env(var).map_err(|e| fail("private_key_env", &e))?,
+                    (None, None) => return Err(fail("private_key_file", &"missing")),
+                };
+                Ok(Signer::Local(local))
+            }
+            Some("web3signer") => {
+                let (Some(url), Some(key_id), Some(address)) = (&self.url, &self.key_id, self.address) else {
+                    return Err(fail("url", &"url, key_id and address are required"));
+                };
+                let mut cfg = Web3SignerConfig::new(url.clone(), key_id.clone(), address);
+                cfg.timeout = std::time::Duration::from_millis(self.timeout_ms);
+                cfg.tls_client_cert = self.tls_client_cert.clone();
+                cfg.tls_ca = self.tls_ca.clone();
+                Ok(Signer::Web3(Web3Signer::new(cfg).map_err(|e| fail("url", &e))?))
+            }
+            other => Err(fail("type", &format!("{other:?} is not \"local\" or \"web3signer\""))),
+        }
+    }
+}
+
+impl UptimeConfig {
+    /// The refresh interval in effect.
+    pub fn refresh_interval_ms(&self) -> u64 {
+        self.refresh_interval_ms.unwrap_or(self.check_interval_ms)
+    }
+
+    fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let missing = |k: &str| Err(ConfigError(format!("missing key `{}`: required when uptime is enabled", key(k))));
+        let bad = |k: &str, p: &str| Err(ConfigError(format!("invalid value for key `{}`: {p}", key(k))));
+        if self.feed_address.is_none() {
+            return missing("uptime.feed_address");
+        }
+        if self.max_block_age_secs == 0 {
+            return bad("uptime.max_block_age_secs", "must be greater than 0");
+        }
+        if self.check_interval_ms == 0 || self.refresh_interval_ms() == 0 {
+            return bad("uptime.check_interval_ms", "intervals must be greater than 0");
+        }
+        if !(21_000..=10_000_000).contains(&self.gas_limit) {
+            return bad("uptime.gas_limit", "must be between 21000 and 10000000");
+        }
+        if self.fee_cap_wei < self.max_fee_per_gas_wei {
+            return bad("uptime.fee_cap_wei", "must be at least max_fee_per_gas_wei");
+        }
+        if self.max_priority_fee_per_gas_wei.is_some_and(|p| p > self.max_fee_per_gas_wei) {
+            return bad("uptime.max_priority_fee_per_gas_wei", "must not exceed max_fee_per_gas_wei");
+        }
+        let s = &self.signer;
+        match s.kind.as_deref() {
+            None => missing("uptime.signer.type"),
+            Some("local") => match (&s.private_key_file, &s.private_key_env) {
+                (None, None) => missing("uptime.signer.private_key_file` or `uptime.signer.private_key_env"),
+                (Some(_), Some(_)) => {
+                    bad("uptime.signer.private_key_env", "give private_key_file or private_key_env, not both")
+                }
+                _ => Ok(()),
+            },
+            Some("web3signer") => {
+                match &s.url {
+                    None => return missing("uptime.signer.url"),
+                    Some(url) => check_url(&key("uptime.signer.url"), url)?,
+                }
+                if s.key_id.is_none() {
+                    return missing("uptime.signer.key_id");
+                }
+                if s.address.is_none() {
+                    return missing("uptime.signer.address");
+                }
+                if s.timeout_ms == 0 {
+                    return bad("uptime.signer.timeout_ms", "must be greater than 0");
+                }
+                Ok(())
+            }
+            Some(other) => bad("uptime.signer.type", &format!("{other:?} is not \"local\" or \"web3signer\"")),
+        }
+    }
 }
 
 fn default_tag() -> BlockTag {
@@ -160,6 +344,7 @@ impl Config {
             if chain.batch_size == 0 || chain.batch_size > 10_000 {
                 return err(&key("batch_size"), "must be between 1 and 10000");
             }
+            chain.uptime.validate(&key)?;
         }
         Ok(())
     }

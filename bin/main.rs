@@ -102,9 +102,16 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let signers = match build_signers(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rollup-supervisor: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     init_logging(&args.log_format);
     install_panic_hook();
-    match node::run(config) {
+    match node::run(config, signers) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(target: "main", error = format!("{e:#}"), "exiting");
@@ -112,6 +119,19 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The signer of every chain with uptime reporting enabled.
+fn build_signers(
+    config: &Config,
+) -> Result<std::collections::BTreeMap<u64, rollup_supervisor_signer::Signer>, config::ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, chain) in config.chains.iter().enumerate() {
+        if chain.uptime.enabled {
+            out.insert(chain.chain_id, chain.uptime.signer.build(&format!("chains[{i}].uptime.signer"))?);
+        }
+    }
+    Ok(out)
 }
 
 fn load_config(args: &RunArgs) -> anyhow::Result<Config> {

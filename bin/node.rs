@@ -1,9 +1,15 @@
 //! Wires the actors together and runs them until SIGINT/SIGTERM.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use actix::{Addr, Supervisor, System};
 use anyhow::Context as _;
+use rollup_supervisor_actors::uptime::{
+    injector::{Injector, InjectorConfig, TxInjector},
+    signer_actor::{BreakerConfig, SignerActor},
+    submit::RawTxSubmitter,
+    watchdog::UptimeWatchdog,
+};
 use rollup_supervisor_actors::{
     chains_db::{
         ChainsDbActor,
@@ -14,21 +20,27 @@ use rollup_supervisor_actors::{
     rpc::{BlockTag, EthRpc},
     watcher::{L1Target, L1Watcher, L2Target, L2Watcher, WatcherTiming, messages::Shutdown},
 };
+use rollup_supervisor_signer::Signer;
 use rollup_supervisor_storage::{ChainMode, ChainsDb};
+
+use crate::rpc::UptimeHandles;
 use tracing::{info, warn};
 
 use crate::config::Config;
 
+/// Signers by chain id, for the chains with uptime reporting enabled.
+pub type Signers = BTreeMap<u64, Signer>;
+
 /// Runs the supervisor; returns after a clean shutdown.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: Config, signers: Signers) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.datadir)
         .with_context(|| format!("cannot create datadir {}", config.datadir.display()))?;
     let db = ChainsDb::open(&config.datadir)
         .with_context(|| format!("cannot open the database in {}", config.datadir.display()))?;
-    System::new().block_on(run_system(config, db))
+    System::new().block_on(run_system(config, db, signers))
 }
 
-async fn run_system(config: Config, db: ChainsDb) -> anyhow::Result<()> {
+async fn run_system(config: Config, db: ChainsDb, mut signers: Signers) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let timeout = Duration::from_millis(config.l1.request_timeout_ms);
     let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout).map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?;
@@ -94,7 +106,13 @@ async fn run_system(config: Config, db: ChainsDb) -> anyhow::Result<()> {
         }));
     }
 
-    let (server, addr) = crate::rpc::start(config.rpc.listen, db.clone(), metrics.clone()).await?;
+    let mut uptime = BTreeMap::new();
+    for chain in config.chains.iter().filter(|c| c.uptime.enabled) {
+        let Some(signer) = signers.remove(&chain.chain_id) else { continue };
+        uptime.insert(chain.chain_id, start_uptime(chain, signer, timeout, db.clone(), metrics.clone())?);
+    }
+
+    let (server, addr) = crate::rpc::start(config.rpc.listen, db.clone(), metrics.clone(), uptime).await?;
     info!(target: "main", rpc = %addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
     debug_fault_injection();
 
@@ -109,6 +127,63 @@ async fn run_system(config: Config, db: ChainsDb) -> anyhow::Result<()> {
     info!(target: "main", "database flushed; exiting");
     System::current().stop();
     Ok(())
+}
+
+/// Starts one chain's uptime flow: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
+fn start_uptime(
+    chain: &crate::config::ChainConfig,
+    signer: Signer,
+    timeout: Duration,
+    db: Addr<ChainsDbActor>,
+    metrics: Metrics,
+) -> anyhow::Result<UptimeHandles> {
+    let u = &chain.uptime;
+    let id = chain.chain_id;
+    let rpc = EthRpc::new(&chain.rpc_url, timeout).map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?;
+    let signer_address = signer.address();
+    let signer_timeout = Duration::from_millis(u.signer.timeout_ms);
+    let signer = {
+        let metrics = metrics.clone();
+        Supervisor::start(move |_| {
+            SignerActor::new(format!("chain_{id}"), signer, signer_timeout, BreakerConfig::default(), metrics)
+        })
+    };
+    let cfg = InjectorConfig {
+        chain: id,
+        feed: u.feed_address.context("feed_address")?,
+        refresh_interval: Duration::from_millis(u.refresh_interval_ms()),
+        clock_skew_margin_secs: u.clock_skew_margin_secs,
+        gas_limit: u.gas_limit,
+        max_fee_per_gas: u.max_fee_per_gas_wei,
+        max_priority_fee_per_gas: u.max_priority_fee_per_gas_wei,
+        fee_cap: u.fee_cap_wei,
+        bump_percent: u.fee_bump_percent,
+    };
+    let injector = {
+        let (rpc, metrics, signer) = (rpc.clone(), metrics.clone(), signer.clone().recipient());
+        Supervisor::start(move |_| {
+            TxInjector::new(Injector::new(
+                cfg,
+                rpc.clone(),
+                RawTxSubmitter::new(rpc),
+                signer,
+                signer_address,
+                db,
+                metrics,
+            ))
+        })
+    };
+    let watchdog = {
+        let (stalled, resumed) = (injector.clone().recipient(), injector.clone().recipient());
+        let (max_age, every) = (u.max_block_age_secs, Duration::from_millis(u.check_interval_ms));
+        Supervisor::start(move |_| UptimeWatchdog::new(id, rpc, max_age, every, stalled, resumed, metrics))
+    };
+    info!(target: "main", chain = id, signer = %signer_address, feed = %cfg_feed(u), "uptime reporting enabled");
+    Ok(UptimeHandles { watchdog, signer })
+}
+
+fn cfg_feed(u: &crate::config::UptimeConfig) -> String {
+    u.feed_address.map(|a| a.to_string()).unwrap_or_default()
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! The JSON-RPC server (jsonrpsee): read-only views of the database, Ethereum conventions
 //! (quantities as `0x`-hex strings in results; hex strings or plain numbers accepted in params).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use actix::{Addr, MailboxError};
 use jsonrpsee::{
@@ -12,6 +12,11 @@ use jsonrpsee::{
 use rollup_supervisor_actors::{
     chains_db::{ChainsDbActor, messages::*},
     metrics::Metrics,
+    uptime::{
+        messages::{GetSignerHealth, GetWatchdogStatus},
+        signer_actor::SignerActor,
+        watchdog::UptimeWatchdog,
+    },
 };
 use rollup_supervisor_storage::{BlockRef, DerivedPair, StorageError};
 use serde::{Deserialize, Deserializer};
@@ -46,9 +51,19 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+/// One chain's uptime actors, for `supervisor_uptimeStatus`.
+#[derive(Clone, Debug)]
+pub struct UptimeHandles {
+    /// The chain's watchdog.
+    pub watchdog: Addr<UptimeWatchdog>,
+    /// The chain's signer.
+    pub signer: Addr<SignerActor>,
+}
+
 struct Ctx {
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
+    uptime: BTreeMap<u64, UptimeHandles>,
 }
 
 fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
@@ -87,8 +102,12 @@ fn some_or_not_found(block: Option<BlockRef>, what: impl FnOnce() -> String) -> 
 }
 
 /// Builds the module with every method.
-fn module(db: Addr<ChainsDbActor>, metrics: Metrics) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
-    let mut m = RpcModule::new(Ctx { db, metrics });
+fn module(
+    db: Addr<ChainsDbActor>,
+    metrics: Metrics,
+    uptime: BTreeMap<u64, UptimeHandles>,
+) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
+    let mut m = RpcModule::new(Ctx { db, metrics, uptime });
     m.register_async_method("supervisor_syncStatus", |_p, ctx: Arc<Ctx>, _| async move {
         let status = ctx.db.send(GetSyncStatus).await.map_err(mailbox_err)?.map_err(storage_err)?;
         let chains: serde_json::Map<String, Value> = status
@@ -120,6 +139,24 @@ fn module(db: Addr<ChainsDbActor>, metrics: Metrics) -> Result<RpcModule<Ctx>, j
         let (Quantity(chain), Quantity(l2)) = params::<(Quantity, Quantity)>(&p)?;
         ctx.db.send(GetDerivedFrom { chain, l2 }).await.map_err(mailbox_err)?.map_err(storage_err)
     })?;
+    m.register_async_method("supervisor_uptimeStatus", |p, ctx: Arc<Ctx>, _| async move {
+        let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
+        let Some(handles) = ctx.uptime.get(&chain) else {
+            return Err(err(NOT_FOUND, format!("uptime reporting is not enabled for chain {chain}")));
+        };
+        let watchdog = handles.watchdog.send(GetWatchdogStatus).await.map_err(mailbox_err)?;
+        let signer = handles.signer.send(GetSignerHealth).await.map_err(mailbox_err)?;
+        let outage = ctx.db.send(GetLastOutage(chain)).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        Ok(json!({
+            "chainId": format!("{chain:#x}"),
+            "head": watchdog.head,
+            "headAgeSecs": watchdog.head_age_secs,
+            "stalled": watchdog.stalled,
+            "lastError": watchdog.last_error,
+            "signer": signer,
+            "lastOutage": outage,
+        }))
+    })?;
     m.register_method("supervisor_metrics", |_p, ctx: &Ctx, _| {
         let snapshot = ctx.metrics.snapshot();
         Ok::<_, ErrorObjectOwned>(json!(snapshot))
@@ -133,13 +170,14 @@ pub async fn start(
     listen: SocketAddr,
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
+    uptime: BTreeMap<u64, UptimeHandles>,
 ) -> anyhow::Result<(ServerHandle, SocketAddr)> {
     let server = Server::builder()
         .build(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (key `rpc.listen`): {e}"))?;
     let addr = server.local_addr()?;
-    let handle = server.start(module(db, metrics)?);
+    let handle = server.start(module(db, metrics, uptime)?);
     Ok((handle, addr))
 }
 

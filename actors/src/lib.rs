@@ -16,6 +16,7 @@ pub mod chains_db;
 pub mod follow;
 pub mod metrics;
 pub mod rpc;
+pub mod uptime;
 pub mod watcher;
 
 #[cfg(test)]

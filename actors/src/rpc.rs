@@ -4,7 +4,7 @@
 use std::{ops::RangeInclusive, time::Duration};
 
 use alloy::{
-    primitives::{B256, U64},
+    primitives::{Address, B256, Bytes, U64, U128, U256},
     rpc::client::RpcClient,
     transports::{
         TransportError,
@@ -84,6 +84,32 @@ impl RpcHeader {
             timestamp: self.timestamp.to(),
         })
     }
+}
+
+/// A transaction as a block lists it (the fields the uptime flow reads).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcTx {
+    /// Transaction hash.
+    pub hash: B256,
+    /// Sender.
+    pub from: Address,
+    /// Sender nonce.
+    pub nonce: U64,
+    /// Calldata.
+    pub input: Bytes,
+}
+
+/// A receipt (the fields the uptime flow reads).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcReceipt {
+    /// 1 = success.
+    pub status: Option<U64>,
+    /// Including block.
+    pub block_number: Option<U64>,
+    /// Index in the block.
+    pub transaction_index: Option<U64>,
 }
 
 /// A JSON-RPC client for one node.
@@ -167,6 +193,61 @@ impl EthRpc {
             }
         }
         Ok(out)
+    }
+
+    /// `eth_call` against the latest block.
+    pub async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, RpcError> {
+        let req = serde_json::json!({ "to": to, "data": data });
+        self.client.request("eth_call", (req, "latest")).await.map_err(|e| self.transport(e))
+    }
+
+    /// `eth_getBalance` at the latest block.
+    pub async fn balance(&self, who: Address) -> Result<U256, RpcError> {
+        self.client.request("eth_getBalance", (who, "latest")).await.map_err(|e| self.transport(e))
+    }
+
+    /// `eth_getTransactionCount` at the pending block: the next nonce to use.
+    pub async fn pending_nonce(&self, who: Address) -> Result<u64, RpcError> {
+        let n: U64 =
+            self.client.request("eth_getTransactionCount", (who, "pending")).await.map_err(|e| self.transport(e))?;
+        Ok(n.to())
+    }
+
+    /// `eth_sendRawTransaction`; the node's refusal is a [`RpcError::Transport`] whose message
+    /// says why ("nonce too low", "replacement transaction underpriced", ...).
+    pub async fn send_raw_transaction(&self, raw: Bytes) -> Result<B256, RpcError> {
+        self.client.request("eth_sendRawTransaction", (raw,)).await.map_err(|e| self.transport(e))
+    }
+
+    /// The latest block's base fee, if the chain has one.
+    pub async fn latest_base_fee(&self) -> Result<Option<u128>, RpcError> {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Fee {
+            base_fee_per_gas: Option<U128>,
+        }
+        let block: Option<Fee> =
+            self.client.request("eth_getBlockByNumber", ("latest", false)).await.map_err(|e| self.transport(e))?;
+        Ok(block.and_then(|b| b.base_fee_per_gas).map(|f| f.to()))
+    }
+
+    /// The transactions of block `number` (hash, sender, nonce, input), in block order.
+    pub async fn block_transactions(&self, number: u64) -> Result<Option<Vec<RpcTx>>, RpcError> {
+        #[derive(Debug, Deserialize)]
+        struct Txs {
+            transactions: Vec<RpcTx>,
+        }
+        let block: Option<Txs> = self
+            .client
+            .request("eth_getBlockByNumber", (U64::from(number), true))
+            .await
+            .map_err(|e| self.transport(e))?;
+        Ok(block.map(|b| b.transactions))
+    }
+
+    /// `eth_getTransactionReceipt`.
+    pub async fn receipt(&self, hash: B256) -> Result<Option<RpcReceipt>, RpcError> {
+        self.client.request("eth_getTransactionReceipt", (hash,)).await.map_err(|e| self.transport(e))
     }
 
     fn checked(&self, header: RpcHeader, number: u64) -> Result<BlockRef, RpcError> {

@@ -111,6 +111,12 @@ impl ChainsDb {
             let rows = self.check_chain(chain, state, tree, &in_index, problems)?;
             report.chain_rows.insert(chain, rows);
         }
+        for row in self.outages_tree().iter() {
+            let (k, v) = row?;
+            if let Err(e) = crate::outage::decode(&k, &v) {
+                problems.push(e.to_string());
+            }
+        }
         for name in db.tree_names() {
             let name = String::from_utf8_lossy(&name).into_owned();
             if let Some(id) = name.strip_prefix("l2/")

@@ -27,6 +27,7 @@ pub struct ChainsDb {
     l1: Tree,
     chains: Tree,
     l2: BTreeMap<ChainId, Tree>,
+    outages: Tree,
 }
 
 impl std::fmt::Debug for ChainsDb {
@@ -95,7 +96,8 @@ impl ChainsDb {
             let chain = codec::decode_num_key("chains", &key)?;
             l2.insert(chain, db.open_tree(codec::l2_tree_name(chain))?);
         }
-        Ok(Self { db, meta, l1, chains, l2 })
+        let outages = db.open_tree("outages")?;
+        Ok(Self { db, meta, l1, chains, l2, outages })
     }
 
     /// Registers a chain (idempotent). A registered chain's mode may be changed.
@@ -639,6 +641,10 @@ impl ChainsDb {
     }
 
     // ---- internals ------------------------------------------------------------------------
+
+    pub(crate) fn outages_tree(&self) -> &Tree {
+        &self.outages
+    }
 
     pub(crate) fn trees(&self) -> (&sled::Db, &Tree, &Tree, &Tree, &BTreeMap<ChainId, Tree>) {
         (&self.db, &self.meta, &self.l1, &self.chains, &self.l2)

@@ -16,11 +16,13 @@ mod check;
 mod codec;
 mod db;
 mod error;
+mod outage;
 mod types;
 
 pub use check::CheckReport;
 pub use db::ChainsDb;
 pub use error::{Result, Side, StorageError};
+pub use outage::{OutageRecord, OutageResult};
 pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
 
 /// Size in bytes of one L1 index row (key and value).

@@ -44,7 +44,7 @@ async fn l1_node() -> Result<Anvil> {
     eprintln!("building the {L1_BLOCKS}-block L1 chain (anvil slows down as it grows: minutes; cached afterwards)...");
     std::fs::create_dir_all(cache_dir())?;
     let mut anvil = Anvil::spawn(AnvilOptions { dump_state: Some(state.clone()), ..Default::default() }).await?;
-    let slow = RpcClient::with_timeout(&anvil.url(), Duration::from_secs(600))?;
+    let slow = RpcClient::with_timeout(anvil.url(), Duration::from_secs(600))?;
     let mut left = L1_BLOCKS;
     while left > 0 {
         let n = left.min(1000);
@@ -94,7 +94,7 @@ async fn main() -> Result<()> {
     }
 
     // The node's raw rate: a plain client fetching the same headers in batches of the same size.
-    let plain = RpcClient::new(&l1.url())?;
+    let plain = RpcClient::new(l1.url())?;
     let mut raw_best = Duration::MAX;
     for _ in 0..2 {
         let t = Instant::now();

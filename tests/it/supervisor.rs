@@ -157,7 +157,8 @@ impl Supervisor {
         }
     }
 
-    /// The running process's id.
+    /// The running process's id (the benchmark reads its peak RSS).
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }

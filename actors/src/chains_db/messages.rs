@@ -3,7 +3,7 @@
 
 use actix::Message;
 use rollup_supervisor_storage::{
-    BlockRef, ChainId, ChainMode, CheckReport, DerivedPair, L1Heads, Recorded, StorageError,
+    BlockRef, ChainId, ChainMode, CheckReport, DerivedPair, L1Heads, OutageRecord, Recorded, StorageError,
 };
 use serde::Serialize;
 
@@ -150,3 +150,13 @@ pub struct Check;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), StorageError>")]
 pub struct Flush;
+
+/// Journals an outage record (uptime flow). Sent by the chain's `TxInjector`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct PutOutage(pub OutageRecord);
+
+/// The newest outage record of a chain. Sent by the `TxInjector` at start and the RPC server.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<OutageRecord>, StorageError>")]
+pub struct GetLastOutage(pub ChainId);

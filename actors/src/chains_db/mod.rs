@@ -94,3 +94,5 @@ handle!(GetDerivedAt, |db, m| db.derived_at(m.chain, m.l1));
 handle!(GetDerivedFrom, |db, m| db.derived_from(m.chain, m.l2));
 handle!(Check, |db, _m| db.check());
 handle!(Flush, |db, _m| db.flush());
+handle!(PutOutage, |db, m| db.put_outage(&m.0));
+handle!(GetLastOutage, |db, m| db.last_outage(m.0));

@@ -1,0 +1,200 @@
+//! `UptimeWatchdog`: polls one chain's head and says when its sequencer stalls and resumes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture};
+use rollup_supervisor_storage::{BlockRef, ChainId};
+use tracing::{info, warn};
+
+use super::messages::*;
+use crate::{
+    metrics::Metrics,
+    rpc::{BlockTag, EthRpc},
+};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What an observation of the head means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// Nothing to report.
+    Quiet,
+    /// The outage begins (reported once).
+    Stalled(BlockRef),
+    /// The outage that began after `last_block` is over.
+    Resumed {
+        /// The last block before the gap.
+        last_block: BlockRef,
+        /// The new head.
+        head: BlockRef,
+    },
+}
+
+/// The stall rule, without any I/O: stalled when `now - head.timestamp > max_age`, once per
+/// outage; resumed when a newer block appears; genesis (head ≤ 1) never triggers.
+#[derive(Clone, Debug)]
+pub struct StallDetector {
+    max_age_secs: u64,
+    stalled_at: Option<BlockRef>,
+}
+
+impl StallDetector {
+    /// A detector with threshold `max_age_secs`.
+    pub fn new(max_age_secs: u64) -> Self {
+        Self { max_age_secs, stalled_at: None }
+    }
+
+    /// Whether an outage is on.
+    pub fn stalled(&self) -> bool {
+        self.stalled_at.is_some()
+    }
+
+    /// Feeds one observation of the head at time `now`.
+    pub fn observe(&mut self, head: BlockRef, now: u64) -> Observation {
+        if let Some(last) = self.stalled_at {
+            if head.number > last.number {
+                self.stalled_at = None;
+                return Observation::Resumed { last_block: last, head };
+            }
+            return Observation::Quiet;
+        }
+        if head.number > 1 && now.saturating_sub(head.timestamp) > self.max_age_secs {
+            self.stalled_at = Some(head);
+            return Observation::Stalled(head);
+        }
+        Observation::Quiet
+    }
+}
+
+/// The actor: checks at start-up and every `check_interval`.
+#[derive(Debug)]
+pub struct UptimeWatchdog {
+    chain: ChainId,
+    rpc: EthRpc,
+    detector: StallDetector,
+    check_interval: Duration,
+    stalled_to: Recipient<SequencerStalled>,
+    resumed_to: Recipient<SequencerResumed>,
+    metrics: Metrics,
+    status: WatchdogStatus,
+    checking: bool,
+}
+
+impl UptimeWatchdog {
+    /// A watchdog for `chain` that reports to the injector's recipients.
+    pub fn new(
+        chain: ChainId,
+        rpc: EthRpc,
+        max_block_age_secs: u64,
+        check_interval: Duration,
+        stalled_to: Recipient<SequencerStalled>,
+        resumed_to: Recipient<SequencerResumed>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            chain,
+            rpc,
+            detector: StallDetector::new(max_block_age_secs),
+            check_interval,
+            stalled_to,
+            resumed_to,
+            metrics,
+            status: WatchdogStatus::default(),
+            checking: false,
+        }
+    }
+
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.checking {
+            return;
+        }
+        self.checking = true;
+        let rpc = self.rpc.clone();
+        ctx.spawn(async move { rpc.block_by_tag(BlockTag::Latest).await }.into_actor(self).map(
+            |result, act, _ctx| {
+                act.checking = false;
+                let chain = act.chain.to_string();
+                let labels = [("chain", chain.as_str())];
+                let head = match result {
+                    Ok(Some(head)) => head,
+                    Ok(None) => return,
+                    Err(e) => {
+                        // A chain we cannot see is not a chain we may call down.
+                        act.metrics.inc("uptime_rpc_errors_total", &labels);
+                        warn!(target: "uptime", chain = act.chain, error = %e, "cannot read the L2 head");
+                        act.status.last_error = Some(e.to_string());
+                        return;
+                    }
+                };
+                let now = unix_now();
+                act.status.head = Some(head);
+                act.status.head_age_secs = Some(now.saturating_sub(head.timestamp));
+                act.status.last_error = None;
+                act.metrics.set("uptime_head_age_seconds", &labels, now.saturating_sub(head.timestamp));
+                match act.detector.observe(head, now) {
+                    Observation::Quiet => {}
+                    Observation::Stalled(last_block) => {
+                        warn!(target: "uptime", chain = act.chain, last_block = last_block.number, age_secs = now - last_block.timestamp, "sequencer stalled");
+                        act.metrics.set("uptime_sequencer_down", &labels, 1);
+                        act.stalled_to.do_send(SequencerStalled { chain: act.chain, last_block });
+                    }
+                    Observation::Resumed { last_block, head } => {
+                        info!(target: "uptime", chain = act.chain, last_block = last_block.number, head = head.number, "sequencer resumed");
+                        act.metrics.set("uptime_sequencer_down", &labels, 0);
+                        act.resumed_to.do_send(SequencerResumed { chain: act.chain, last_block, head });
+                    }
+                }
+                act.status.stalled = act.detector.stalled();
+            },
+        ));
+    }
+}
+
+impl Actor for UptimeWatchdog {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.check(ctx);
+        ctx.run_interval(self.check_interval, |act, ctx| act.check(ctx));
+    }
+}
+
+impl actix::Supervised for UptimeWatchdog {}
+
+impl Handler<GetWatchdogStatus> for UptimeWatchdog {
+    type Result = MessageResult<GetWatchdogStatus>;
+
+    fn handle(&mut self, _: GetWatchdogStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::B256;
+
+    use super::*;
+
+    fn head(number: u64, timestamp: u64) -> BlockRef {
+        BlockRef { number, hash: B256::repeat_byte(number as u8), parent_hash: B256::ZERO, timestamp }
+    }
+
+    #[test]
+    fn stalls_once_per_outage_resumes_on_a_newer_block_and_ignores_genesis() {
+        let mut d = StallDetector::new(60);
+        assert_eq!(d.observe(head(1, 0), 1_000), Observation::Quiet, "genesis never triggers");
+        assert_eq!(d.observe(head(5, 1_000), 1_060), Observation::Quiet, "exactly the threshold is not stalled");
+        assert_eq!(d.observe(head(5, 1_000), 1_061), Observation::Stalled(head(5, 1_000)));
+        assert_eq!(d.observe(head(5, 1_000), 1_500), Observation::Quiet, "once per outage");
+        assert!(d.stalled());
+        assert_eq!(
+            d.observe(head(6, 1_501), 1_501),
+            Observation::Resumed { last_block: head(5, 1_000), head: head(6, 1_501) }
+        );
+        assert!(!d.stalled());
+        assert_eq!(d.observe(head(6, 1_501), 1_502), Observation::Quiet);
+    }
+}

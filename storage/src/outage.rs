@@ -1,0 +1,150 @@
+//! The uptime flow's journal: one record per sequencer outage of each chain, so that a restart
+//! mid-outage neither loses nor duplicates the update pair. Rows are small JSON documents keyed
+//! by chain id ‖ down timestamp (both big-endian).
+
+use alloy::primitives::B256;
+use serde::{Deserialize, Serialize};
+
+use crate::{BlockRef, ChainId, ChainsDb, Result, StorageError, codec};
+
+/// What became of an outage's update pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum OutageResult {
+    /// The outage is on; the pair is (being) pre-positioned.
+    Pending,
+    /// The pair landed: `first` when at indices 0 and 1 of the first block after the gap.
+    Landed {
+        /// Whether it landed first in the first block after the gap.
+        first: bool,
+    },
+    /// The feed already showed this outage (another instance, or an earlier run).
+    AlreadyReported,
+    /// Something failed; the pair is retried with the original down timestamp.
+    Failed {
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// One outage of one chain's sequencer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutageRecord {
+    /// The L2 chain.
+    pub chain: ChainId,
+    /// The last block before the gap; its timestamp is the down timestamp.
+    pub last_block: BlockRef,
+    /// Nonce of the down transaction; the up transaction has `nonce + 1`.
+    pub nonce: Option<u64>,
+    /// Fees of the newest submitted pair, in wei.
+    pub max_fee_per_gas: u128,
+    /// Priority fee of the newest submitted pair, in wei.
+    pub max_priority_fee_per_gas: u128,
+    /// The up timestamp of the newest submitted pair.
+    pub up_ts: Option<u64>,
+    /// Hashes of the newest submitted pair (down, up).
+    pub tx_hashes: Vec<B256>,
+    /// The block that included the pair.
+    pub included_in: Option<u64>,
+    /// The outcome so far.
+    pub result: OutageResult,
+}
+
+impl OutageRecord {
+    /// A new record for an outage that began after `last_block`.
+    pub fn new(chain: ChainId, last_block: BlockRef) -> Self {
+        Self {
+            chain,
+            last_block,
+            nonce: None,
+            max_fee_per_gas: 0,
+            max_priority_fee_per_gas: 0,
+            up_ts: None,
+            tx_hashes: Vec::new(),
+            included_in: None,
+            result: OutageResult::Pending,
+        }
+    }
+
+    /// The down timestamp.
+    pub fn down_ts(&self) -> u64 {
+        self.last_block.timestamp
+    }
+}
+
+fn key(chain: ChainId, down_ts: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&chain.to_be_bytes());
+    k[8..].copy_from_slice(&down_ts.to_be_bytes());
+    k
+}
+
+pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<OutageRecord> {
+    let record: OutageRecord =
+        serde_json::from_slice(value).map_err(|e| codec::corrupt("outages", key, format!("bad outage record: {e}")))?;
+    let expected = self::key(record.chain, record.down_ts());
+    if key != expected {
+        return Err(codec::corrupt("outages", key, "outage record stored under another key"));
+    }
+    Ok(record)
+}
+
+impl ChainsDb {
+    /// Writes (or replaces) an outage record, flushed before returning.
+    pub fn put_outage(&mut self, record: &OutageRecord) -> Result<()> {
+        let value = serde_json::to_vec(record).map_err(|e| StorageError::Corrupt {
+            tree: "outages".into(),
+            key: String::new(),
+            reason: e.to_string(),
+        })?;
+        self.outages_tree().insert(key(record.chain, record.down_ts()), value)?;
+        self.flush()
+    }
+
+    /// The newest outage record of `chain`.
+    pub fn last_outage(&self, chain: ChainId) -> Result<Option<OutageRecord>> {
+        let tree = self.outages_tree();
+        let last = tree.range(key(chain, 0)..=key(chain, u64::MAX)).next_back().transpose()?;
+        last.map(|(k, v)| decode(&k, &v)).transpose()
+    }
+
+    /// Every outage record of `chain`, oldest first.
+    pub fn outages(&self, chain: ChainId) -> Result<Vec<OutageRecord>> {
+        self.outages_tree()
+            .range(key(chain, 0)..=key(chain, u64::MAX))
+            .map(|row| {
+                let (k, v) = row?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_the_newest_is_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let block = |ts| BlockRef { number: ts, hash: B256::ZERO, parent_hash: B256::ZERO, timestamp: ts };
+        {
+            let mut db = ChainsDb::open(dir.path()).unwrap();
+            assert_eq!(db.last_outage(1).unwrap(), None);
+            let mut a = OutageRecord::new(1, block(100));
+            db.put_outage(&a).unwrap();
+            db.put_outage(&OutageRecord::new(1, block(200))).unwrap();
+            db.put_outage(&OutageRecord::new(2, block(300))).unwrap();
+            a.result = OutageResult::Landed { first: true };
+            a.tx_hashes = vec![B256::repeat_byte(1), B256::repeat_byte(2)];
+            db.put_outage(&a).unwrap();
+        }
+        let db = ChainsDb::open(dir.path()).unwrap();
+        assert_eq!(db.last_outage(1).unwrap().map(|r| r.down_ts()), Some(200));
+        let all = db.outages(1).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].result, OutageResult::Landed { first: true });
+        assert!(db.check().unwrap().is_ok());
+    }
+}
