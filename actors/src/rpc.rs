@@ -206,10 +206,11 @@ impl EthRpc {
         self.client.request("eth_getBalance", (who, "latest")).await.map_err(|e| self.transport(e))
     }
 
-    /// `eth_getTransactionCount` at the pending block: the next nonce to use.
-    pub async fn pending_nonce(&self, who: Address) -> Result<u64, RpcError> {
+    /// `eth_getTransactionCount` at the latest block: the nonce of the account's next
+    /// transaction to be mined.
+    pub async fn latest_nonce(&self, who: Address) -> Result<u64, RpcError> {
         let n: U64 =
-            self.client.request("eth_getTransactionCount", (who, "pending")).await.map_err(|e| self.transport(e))?;
+            self.client.request("eth_getTransactionCount", (who, "latest")).await.map_err(|e| self.transport(e))?;
         Ok(n.to())
     }
 

@@ -9,7 +9,7 @@
 //! - [`Web3Signer`]: a remote [Web3Signer](https://docs.web3signer.consensys.io/) reached over
 //!   HTTP(S), optionally with mutual TLS. The full unsigned EIP-1559 payload
 //!   (`0x02 ‖ rlp(...)`) is posted to `/api/v1/eth1/sign/{key_id}`; the `r ‖ s ‖ v` answer is
-//!   turned into an alloy [`Signature`](alloy::primitives::Signature).
+//!   turned into an alloy `Signature`.
 //!
 //! Whatever the backend, [`Signer::sign`] checks that the signature recovers to the configured
 //! address before handing it out ([`SignerError::WrongSigner`] otherwise), so a misrouted key id
@@ -21,7 +21,7 @@
 //!
 //! # Feature flags
 //!
-//! - `test-utils`: the [`test_utils`] module, an in-process Web3Signer stand-in (tokio, port 0)
+//! - `test-utils`: the `test_utils` module, an in-process Web3Signer stand-in (tokio, port 0)
 //!   with failure modes for other crates' tests, and `LocalKey::random`. The crate's own unit tests
 //!   always have it.
 

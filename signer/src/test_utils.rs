@@ -13,6 +13,8 @@
 //! | anything else                        | 404                                                 |
 //!
 //! [`Mode`] injects failures. Dropping the [`StandIn`] stops the server and all its connections.
+//! [`StandIn::serve_tls`] serves the same API over TLS (e.g. with client-certificate checks, to test
+//! mutual TLS); the crate's `testdata/tls/` holds a test CA and certificates for `127.0.0.1`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -39,10 +41,11 @@ use alloy::{
     signers::{SignerSync, local::PrivateKeySigner},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
     task::{JoinHandle, JoinSet},
 };
+use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
 use crate::Web3SignerConfig;
 
@@ -123,9 +126,21 @@ impl StandIn {
         Self::serve(listener, key)
     }
 
-    /// Serves `key` on an already bound listener. Must be called inside a tokio runtime.
+    /// Serves `key` over plain HTTP on an already bound listener. Must be called inside a tokio runtime.
     pub fn serve(listener: TcpListener, key: PrivateKeySigner) -> io::Result<Self> {
+        Self::serve_with(listener, key, None)
+    }
+
+    /// Serves `key` over HTTPS with `tls` (which may require client certificates) on an already
+    /// bound listener; [`StandIn::url`] is then `https://127.0.0.1:<port>`. Must be called inside a
+    /// tokio runtime. Failed handshakes just close the connection.
+    pub fn serve_tls(listener: TcpListener, key: PrivateKeySigner, tls: Arc<ServerConfig>) -> io::Result<Self> {
+        Self::serve_with(listener, key, Some(TlsAcceptor::from(tls)))
+    }
+
+    fn serve_with(listener: TcpListener, key: PrivateKeySigner, tls: Option<TlsAcceptor>) -> io::Result<Self> {
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let identifier = hex::encode_prefixed(key.public_key());
         let shared = Arc::new(Shared {
             key,
@@ -135,11 +150,11 @@ impl StandIn {
             sign_requests: AtomicU64::new(0),
             last_sign_data: Mutex::new(None),
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        Ok(Self { addr, url: format!("http://{addr}"), shared, task })
+        let task = tokio::spawn(accept_loop(listener, tls, Arc::clone(&shared)));
+        Ok(Self { addr, url: format!("{scheme}://{addr}"), shared, task })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when serving TLS).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -188,7 +203,7 @@ impl StandIn {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         let stream = match listener.accept().await {
@@ -205,7 +220,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             drop(stream);
             continue;
         }
-        connections.spawn(handle(stream, Arc::clone(&shared)));
+        let shared = Arc::clone(&shared);
+        match tls.clone() {
+            None => connections.spawn(handle(stream, shared)),
+            Some(acceptor) => connections.spawn(async move {
+                match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => handle(stream, shared).await,
+                    Ok(Err(e)) => tracing::debug!(target: "signer::stand_in", error = %e, "TLS handshake failed"),
+                    Err(_) => {}
+                }
+            }),
+        };
     }
 }
 
@@ -232,7 +257,7 @@ impl Response {
     }
 }
 
-async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc<Shared>) {
     let request = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok(request)) => request,
         Ok(Err(Some(status))) => {
@@ -303,7 +328,7 @@ fn sign(shared: &Shared, mode: Mode, identifier: &str, request: &Request) -> Res
 
 /// Reads one request. `Err(None)`: connection closed or broken (no answer possible);
 /// `Err(Some(status))`: malformed, answer with `status`.
-async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<u16>> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, Option<u16>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -356,7 +381,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<u16>> {
     Ok(Request { method: method.to_owned(), path, content_type, body })
 }
 
-async fn write_response(stream: &mut TcpStream, response: Response) -> io::Result<()> {
+async fn write_response<S: AsyncWrite + Unpin>(stream: &mut S, response: Response) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         response.status,
@@ -470,7 +495,7 @@ mod tests {
         // The listener is closed once the aborted accept task has been dropped; poll briefly.
         let refused = tokio::time::timeout(LIMIT, async {
             loop {
-                if TcpStream::connect(addr).await.is_err() {
+                if tokio::net::TcpStream::connect(addr).await.is_err() {
                     break;
                 }
                 tokio::task::yield_now().await;

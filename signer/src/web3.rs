@@ -19,7 +19,7 @@ use reqwest::{
 use crate::{SignerError, verify};
 
 /// Default request timeout of [`Web3SignerConfig::new`].
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest response body kept in [`SignerError::Http`].
 const MAX_ERROR_BODY: usize = 512;
@@ -44,7 +44,7 @@ pub struct Web3SignerConfig {
 }
 
 impl Web3SignerConfig {
-    /// A plain configuration with [`DEFAULT_TIMEOUT`] and no TLS files.
+    /// A plain configuration with a 10 s timeout and no TLS files.
     pub fn new(url: impl Into<String>, key_id: impl Into<String>, address: Address) -> Self {
         Self {
             url: url.into(),
@@ -306,7 +306,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::{sync::Arc, time::Instant};
 
     use alloy::primitives::B256;
 
@@ -442,6 +442,66 @@ mod tests {
         let signer = Web3Signer::new(cfg).unwrap();
         assert_eq!(signer.sign_url.path(), format!("/prefix/api/v1/eth1/sign/{}", stand_in.identifier()));
         assert_eq!(signer.upcheck_url.path(), "/prefix/upcheck");
+    }
+
+    fn testdata(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tls").join(name)
+    }
+
+    /// A stand-in serving `testdata/tls/server.pem` and requiring a client certificate from the test CA.
+    async fn mtls_stand_in() -> StandIn {
+        use tokio_rustls::rustls::{
+            RootCertStore, ServerConfig,
+            crypto::aws_lc_rs,
+            pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+            server::WebPkiClientVerifier,
+        };
+        let provider = Arc::new(aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(testdata("ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider)).build().unwrap();
+        let chain =
+            CertificateDer::pem_file_iter(testdata("server.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(testdata("server.key")).unwrap();
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        StandIn::serve_tls(listener, alloy::signers::local::PrivateKeySigner::random(), Arc::new(config)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_signs() {
+        let stand_in = mtls_stand_in().await;
+        assert!(stand_in.url().starts_with("https://"));
+        let cfg = Web3SignerConfig {
+            tls_client_cert: Some(testdata("client.pem")),
+            tls_ca: Some(testdata("ca.pem")),
+            ..stand_in.config()
+        };
+        let signer = Web3Signer::new(cfg).unwrap();
+        within(signer.upcheck()).await.unwrap();
+        let signed = within(signer.sign(tx())).await.unwrap();
+        assert_eq!(signed.recover_signer().unwrap(), stand_in.address());
+        assert_eq!(stand_in.sign_requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn tls_without_client_cert_or_trusted_ca_fails() {
+        let stand_in = mtls_stand_in().await;
+        let no_identity = Web3SignerConfig { tls_ca: Some(testdata("ca.pem")), ..stand_in.config() };
+        let untrusted = Web3SignerConfig { tls_client_cert: Some(testdata("client.pem")), ..stand_in.config() };
+        for cfg in [no_identity, untrusted] {
+            let err = within(Web3Signer::new(cfg.clone()).unwrap().sign(tx())).await.unwrap_err();
+            assert!(matches!(err, SignerError::Unreachable(_)), "{cfg:?}: {err:?}");
+        }
+        assert_eq!(stand_in.sign_requests(), 0);
     }
 
     #[test]

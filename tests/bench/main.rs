@@ -107,8 +107,7 @@ async fn main() -> Result<()> {
     // Catch-up: from process start to the last block recorded.
     let mut spec = Spec::new(l1.url());
     spec.batch_size = BATCH;
-    spec.chains =
-        l2s.iter().map(|(id, node)| ChainSpec { chain_id: *id, rpc_url: node.url(), tag: "latest" }).collect();
+    spec.chains = l2s.iter().map(|(id, node)| ChainSpec::new(*id, node.url(), "latest")).collect();
     let t = Instant::now();
     let sup = Supervisor::start(&spec).await?;
     loop {

@@ -40,10 +40,7 @@ async fn several_chains_at_different_heights_are_derived_and_survive_an_l2_reorg
     a.mine(20).await?;
     b.mine(120).await?;
     let mut spec = Spec::new(l1.url());
-    spec.chains = vec![
-        ChainSpec { chain_id: 901, rpc_url: a.url(), tag: "latest" },
-        ChainSpec { chain_id: 902, rpc_url: b.url(), tag: "latest" },
-    ];
+    spec.chains = vec![ChainSpec::new(901, a.url(), "latest"), ChainSpec::new(902, b.url(), "latest")];
     let mut sup = Supervisor::start(&spec).await?;
     wait_derived_head(&sup, 901, &a).await?;
     wait_derived_head(&sup, 902, &b).await?;

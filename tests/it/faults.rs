@@ -65,10 +65,7 @@ async fn a_wrong_l2_chain_id_is_refused_while_l1_and_other_chains_go_on() -> Res
     let good = Anvil::spawn(AnvilOptions { chain_id: Some(901), ..Default::default() }).await?;
     let wrong = Anvil::spawn(AnvilOptions { chain_id: Some(777), ..Default::default() }).await?;
     let mut spec = Spec::new(l1.url());
-    spec.chains = vec![
-        ChainSpec { chain_id: 901, rpc_url: good.url(), tag: "latest" },
-        ChainSpec { chain_id: 902, rpc_url: wrong.url(), tag: "latest" },
-    ];
+    spec.chains = vec![ChainSpec::new(901, good.url(), "latest"), ChainSpec::new(902, wrong.url(), "latest")];
     let mut sup = Supervisor::start(&spec).await?;
     l1.mine(5).await?;
     sup.wait_l1(5, &hash_at(&l1, 5).await?, WAIT).await?;

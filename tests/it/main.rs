@@ -7,3 +7,4 @@ mod supervisor;
 mod chains;
 mod faults;
 mod l1;
+mod uptime;

@@ -20,6 +20,14 @@ pub struct ChainSpec {
     pub chain_id: u64,
     pub rpc_url: String,
     pub tag: &'static str,
+    /// More TOML for this chain (its `[chains.uptime]` sections).
+    pub extra: String,
+}
+
+impl ChainSpec {
+    pub fn new(chain_id: u64, rpc_url: String, tag: &'static str) -> Self {
+        Self { chain_id, rpc_url, tag, extra: String::new() }
+    }
 }
 
 /// What goes into the config file.
@@ -63,6 +71,7 @@ impl Spec {
                 "[[chains]]\nchain_id = {}\nrpc_url = {:?}\nderivation_tag = {:?}\npoll_interval_ms = 100\n",
                 c.chain_id, c.rpc_url, c.tag
             );
+            out += &c.extra;
         }
         out
     }

@@ -290,9 +290,11 @@ impl<S: Submitter> Injector<S> {
         }
         self.gauge("uptime_signer_unfunded", 0);
 
+        // The mined nonce, not the pending one: a pair already pooled by another instance (or an
+        // earlier run) holds these nonces, and ours must replace it rather than queue behind it.
         let nonce = match outage.nonce {
             Some(n) => n,
-            None => self.rpc.pending_nonce(self.signer_address).await?,
+            None => self.rpc.latest_nonce(self.signer_address).await?,
         };
         let down_ts = outage.down_ts();
         let up_ts = unix_now().saturating_sub(self.cfg.clock_skew_margin_secs).max(down_ts);

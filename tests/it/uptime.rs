@@ -1,0 +1,455 @@
+//! The uptime flow end to end: a real anvil L2 with automine off (the sequencer is "down" until
+//! a block is mined), our feed deployed from the committed artifact, the role granted to the
+//! signer, and the real supervisor binary pre-positioning the update pair.
+
+use std::time::Duration;
+
+use alloy::{
+    primitives::{Address, U256},
+    signers::local::PrivateKeySigner,
+};
+use anyhow::{Context as _, Result, ensure};
+use rollup_supervisor_signer::test_utils::{Mode, StandIn};
+use serde_json::{Value, json};
+
+use crate::{
+    harness::{Anvil, AnvilOptions, wait_for},
+    supervisor::{ChainSpec, Spec, Supervisor, hex_u64},
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const CHAIN: u64 = 901;
+const MAX_AGE: u64 = 3;
+const REFRESH_MS: u64 = 500;
+const MARGIN: u64 = 1;
+const ANSWER_UPDATED: &str = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f";
+
+/// Which signer the supervisor uses.
+pub enum Backend {
+    Local,
+    Web3(StandIn),
+}
+
+/// An L1 node, an L2 node with our feed, and a signer key with the updater role.
+pub struct Fixture {
+    pub l1: Anvil,
+    pub l2: Anvil,
+    pub feed: Address,
+    pub signer: Address,
+    key: PrivateKeySigner,
+    pub backend: Backend,
+    dir: tempfile::TempDir,
+}
+
+fn word(v: U256) -> String {
+    alloy::hex::encode(v.to_be_bytes::<32>())
+}
+
+fn addr_word(a: Address) -> String {
+    format!("{:0>64}", alloy::hex::encode(a.as_slice()))
+}
+
+impl Fixture {
+    pub async fn new(web3signer: bool) -> Result<Self> {
+        let l1 = Anvil::spawn(AnvilOptions::default()).await?;
+        let l2 = Anvil::spawn(AnvilOptions { chain_id: Some(CHAIN), ..Default::default() }).await?;
+        let key = PrivateKeySigner::random();
+        let backend =
+            if web3signer { Backend::Web3(StandIn::start_with_key(key.clone()).await?) } else { Backend::Local };
+        let signer = key.address();
+        let accounts: Vec<String> = l2.rpc("eth_accounts", json!([])).await?;
+        let admin: Address = accounts[0].parse()?;
+
+        let artifact: Value = serde_json::from_str(include_str!("../../contracts/out/SequencerUptimeFeed.json"))?;
+        let bytecode = artifact["bytecode"].as_str().context("bytecode")?;
+        let data = format!("{bytecode}{}{}{}", word(U256::ZERO), addr_word(admin), addr_word(signer));
+        let hash: String =
+            l2.rpc("eth_sendTransaction", json!([{ "from": admin, "data": data, "gas": "0x2dc6c0" }])).await?;
+        let receipt = wait_for("the feed deployed", WAIT, Duration::from_millis(20), || async {
+            let r: Value = l2.rpc("eth_getTransactionReceipt", json!([hash])).await?;
+            Ok((!r.is_null()).then_some(r))
+        })
+        .await?;
+        ensure!(receipt["status"] == json!("0x1"), "deploy failed: {receipt}");
+        let feed: Address = receipt["contractAddress"].as_str().context("contractAddress")?.parse()?;
+        l2.mine(2).await?;
+        let dir = tempfile::tempdir()?;
+        Ok(Self { l1, l2, feed, signer, key, backend, dir })
+    }
+
+    pub async fn fund(&self) -> Result<()> {
+        let _: Value = self.l2.rpc("anvil_setBalance", json!([self.signer, "0x8ac7230489e80000"])).await?;
+        Ok(())
+    }
+
+    /// The sequencer stops: blocks are only produced by [`Self::resume`].
+    pub async fn stop_sequencer(&self) -> Result<()> {
+        self.l2.set_automine(false).await
+    }
+
+    /// The sequencer produces one block; returns its number.
+    pub async fn resume(&self) -> Result<u64> {
+        let _: Value = self.l2.rpc("evm_mine", json!([])).await?;
+        self.l2.block_number().await
+    }
+
+    /// The supervisor's config for the L2 chain with uptime reporting on.
+    pub fn spec(&self) -> Result<Spec> {
+        let signer = match &self.backend {
+            Backend::Local => {
+                let path = self.dir.path().join("signer.key");
+                std::fs::write(&path, alloy::hex::encode(self.key.to_bytes()))?;
+                format!("type = \"local\"\nprivate_key_file = {path:?}\n")
+            }
+            Backend::Web3(stand_in) => format!(
+                "type = \"web3signer\"\nurl = {:?}\nkey_id = {:?}\naddress = \"{}\"\ntimeout_ms = 1000\n",
+                stand_in.url(),
+                stand_in.identifier(),
+                stand_in.address()
+            ),
+        };
+        let mut chain = ChainSpec::new(CHAIN, self.l2.url(), "latest");
+        chain.extra = format!(
+            "[chains.uptime]\nenabled = true\nfeed_address = \"{}\"\nmax_block_age_secs = {MAX_AGE}\ncheck_interval_ms = 250\nrefresh_interval_ms = {REFRESH_MS}\nclock_skew_margin_secs = {MARGIN}\nmax_fee_per_gas_wei = 50000000000\n[chains.uptime.signer]\n{signer}",
+            self.feed
+        );
+        let mut spec = Spec::new(self.l1.url());
+        spec.start_block = None;
+        spec.chains = vec![chain];
+        Ok(spec)
+    }
+
+    /// The signer's transactions waiting in the L2 pool, as (nonce, hash).
+    pub async fn pooled(&self) -> Result<Vec<(u64, String)>> {
+        let content: Value = self.l2.rpc("txpool_content", json!([])).await?;
+        let mut out = Vec::new();
+        for (from, txs) in content["pending"].as_object().into_iter().flatten() {
+            if from.parse::<Address>().ok() == Some(self.signer) {
+                for (nonce, tx) in txs.as_object().into_iter().flatten() {
+                    out.push((nonce.parse()?, tx["hash"].as_str().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Waits until exactly one pair from the signer is pooled.
+    pub async fn wait_pair_pooled(&self) -> Result<Vec<(u64, String)>> {
+        wait_for("the update pair in the pool", WAIT, Duration::from_millis(50), || async {
+            let pooled = self.pooled().await?;
+            ensure!(pooled.len() <= 2, "more than one pair pooled: {pooled:?}");
+            Ok((pooled.len() == 2).then_some(pooled))
+        })
+        .await
+    }
+
+    /// A user transaction from another account, paying a modest tip.
+    pub async fn user_tx(&self) -> Result<String> {
+        let accounts: Vec<String> = self.l2.rpc("eth_accounts", json!([])).await?;
+        self.l2
+            .rpc(
+                "eth_sendTransaction",
+                json!([{ "from": accounts[3], "to": accounts[4], "value": "0x1", "maxPriorityFeePerGas": "0x1", "maxFeePerGas": "0x2540be400" }]),
+            )
+            .await
+    }
+
+    /// Nonce of the signer at the latest block.
+    pub async fn signer_nonce(&self) -> Result<u64> {
+        let n: String = self.l2.rpc("eth_getTransactionCount", json!([self.signer, "latest"])).await?;
+        hex_u64(&n)
+    }
+
+    /// `latestRoundData()` → (roundId, answer, startedAt).
+    pub async fn latest_round(&self) -> Result<(u64, u64, u64)> {
+        let out: String = self.l2.rpc("eth_call", json!([{ "to": self.feed, "data": "0xfeaf968c" }, "latest"])).await?;
+        let bytes = alloy::hex::decode(out)?;
+        let w = |i: usize| U256::from_be_slice(&bytes[i * 32..(i + 1) * 32]).to::<u64>();
+        Ok((w(0), w(1), w(2)))
+    }
+}
+
+/// What the block after the gap holds: per transaction (hash, from, AnswerUpdated (answer,
+/// timestamp) if any), and the block timestamp.
+pub async fn block_after_gap(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String, Address, Option<(u64, u64)>)>)> {
+    let block: Value = l2.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), true])).await?;
+    let ts = hex_u64(block["timestamp"].as_str().context("timestamp")?)?;
+    let mut out = Vec::new();
+    for tx in block["transactions"].as_array().context("transactions")? {
+        let hash = tx["hash"].as_str().context("hash")?.to_owned();
+        let from: Address = tx["from"].as_str().context("from")?.parse()?;
+        let receipt: Value = l2.rpc("eth_getTransactionReceipt", json!([hash])).await?;
+        ensure!(receipt["status"] == json!("0x1"), "transaction {hash} failed");
+        let update = receipt["logs"].as_array().into_iter().flatten().find_map(|log| {
+            let topics = log["topics"].as_array()?;
+            (topics.first()?.as_str()? == ANSWER_UPDATED).then(|| {
+                let answer = U256::from_str_radix(topics[1].as_str()?.trim_start_matches("0x"), 16).ok()?;
+                let at = U256::from_str_radix(log["data"].as_str()?.trim_start_matches("0x"), 16).ok()?;
+                Some((answer.to::<u64>(), at.to::<u64>()))
+            })?
+        });
+        out.push((hash, from, update));
+    }
+    Ok((ts, out))
+}
+
+/// The core assertions of scenario 1: indices 0 and 1 carry the pair, the user tx comes after,
+/// `t_up` is fresh and not in the future, the feed says up since `t_up`.
+async fn assert_pair_first(f: &Fixture, last_block_ts: u64, block: u64, refreshes_ms: u64) -> Result<u64> {
+    let (ts, txs) = block_after_gap(&f.l2, block).await?;
+    ensure!(txs.len() >= 2, "block {block} holds {} transactions", txs.len());
+    assert_eq!(txs[0].1, f.signer, "index 0 is from the signer");
+    assert_eq!(txs[0].2, Some((1, last_block_ts)), "index 0: AnswerUpdated(1, _, last_block.timestamp)");
+    assert_eq!(txs[1].1, f.signer, "index 1 is from the signer");
+    let (answer, t_up) = txs[1].2.context("index 1 emits AnswerUpdated")?;
+    assert_eq!(answer, 0, "index 1: up");
+    let slack = refreshes_ms.div_ceil(1000) + MARGIN;
+    assert!(ts.saturating_sub(slack) <= t_up && t_up <= ts, "t_up {t_up} vs block timestamp {ts} (slack {slack})");
+    assert!(txs[2..].iter().all(|t| t.1 != f.signer), "exactly one pair in the block");
+    let (_, answer, started_at) = f.latest_round().await?;
+    assert_eq!((answer, started_at), (0, t_up), "latestRoundData: up since t_up");
+    Ok(t_up)
+}
+
+async fn scenario_1(web3signer: bool) -> Result<()> {
+    let f = Fixture::new(web3signer).await?;
+    f.fund().await?;
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    let mut sup = Supervisor::start(&f.spec()?).await?;
+    f.wait_pair_pooled().await?;
+    let user = f.user_tx().await?;
+    let block = f.resume().await?;
+    assert_eq!(block, last + 1);
+    assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
+    let (_, txs) = block_after_gap(&f.l2, block).await?;
+    assert_eq!(txs.get(2).map(|t| t.0.as_str()), Some(user.as_str()), "the user transaction comes after the pair");
+    wait_for("the outage journaled as landed", WAIT, Duration::from_millis(100), || async {
+        let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((status["lastOutage"]["result"]["status"] == json!("landed")
+            && status["lastOutage"]["result"]["first"] == json!(true)
+            && status["lastOutage"]["includedIn"] == json!(block))
+        .then_some(()))
+    })
+    .await?;
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_puts_the_pair_first_in_the_first_block_after_the_gap_local_key() -> Result<()> {
+    scenario_1(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_puts_the_pair_first_in_the_first_block_after_the_gap_web3signer() -> Result<()> {
+    scenario_1(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_outage_no_transaction() -> Result<()> {
+    let f = Fixture::new(false).await?;
+    f.fund().await?;
+    let mut sup = Supervisor::start(&f.spec()?).await?;
+    // Blocks keep coming every second (well under the 3 s threshold) for a while.
+    let start = f.l2.block_number().await?;
+    for _ in 0..6 {
+        let target = f.l2.block_number().await? + 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        f.l2.mine(1).await?;
+        f.l2.wait_for_block_number(target, WAIT).await?;
+    }
+    let status = wait_for("the watchdog saw every block", WAIT, Duration::from_millis(50), || async {
+        let s = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((s["head"]["number"].as_str().map(hex_u64).transpose()? >= Some(start + 6)).then_some(s))
+    })
+    .await?;
+    assert_eq!(status["stalled"], json!(false));
+    assert_eq!(f.signer_nonce().await?, 0, "no transaction, ever");
+    assert!(f.pooled().await?.is_empty());
+    assert_eq!(status["lastOutage"], Value::Null);
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_lands_exactly_one_pair_with_a_fresh_up_timestamp() -> Result<()> {
+    let f = Fixture::new(false).await?;
+    f.fund().await?;
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    let mut sup = Supervisor::start(&f.spec()?).await?;
+    let first = f.wait_pair_pooled().await?;
+    // Many refresh intervals: the pooled pair is replaced (new hashes, same nonces).
+    wait_for("several refreshes", WAIT, Duration::from_millis(100), || async {
+        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((m["uptime_pair_refreshes_total{chain=\"901\"}"].as_u64() >= Some(8)).then_some(()))
+    })
+    .await?;
+    let now = f.wait_pair_pooled().await?;
+    assert_eq!(now.iter().map(|p| p.0).collect::<Vec<_>>(), first.iter().map(|p| p.0).collect::<Vec<_>>());
+    assert_ne!(now[1].1, first[1].1, "the up transaction was refreshed");
+    let block = f.resume().await?;
+    assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
+    assert_eq!(f.signer_nonce().await?, 2, "exactly one pair landed");
+    assert_eq!(f.latest_round().await?.0, 3, "two new rounds after the deploy round");
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_outage_and_a_start_during_an_outage_land_exactly_one_pair() -> Result<()> {
+    let f = Fixture::new(false).await?;
+    f.fund().await?;
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    // Started while the chain is already stalled past the threshold.
+    wait_for("the chain stalled past the threshold", WAIT, Duration::from_millis(100), || async {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        Ok((now > last_ts + MAX_AGE + 1).then_some(()))
+    })
+    .await?;
+    let spec = f.spec()?;
+    let mut sup = Supervisor::start(&spec).await?;
+    let before = f.wait_pair_pooled().await?;
+    // Restarted mid-outage: the journal keeps the nonces, the pair is refreshed, not doubled.
+    assert_eq!(sup.stop().await?, 0);
+    sup.restart(&spec).await?;
+    wait_for("a refresh after the restart", WAIT, Duration::from_millis(100), || async {
+        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((m["uptime_pair_refreshes_total{chain=\"901\"}"].as_u64() >= Some(1)).then_some(()))
+    })
+    .await?;
+    let after = f.wait_pair_pooled().await?;
+    assert_eq!(after.iter().map(|p| p.0).collect::<Vec<_>>(), before.iter().map(|p| p.0).collect::<Vec<_>>());
+    let block = f.resume().await?;
+    assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
+    assert_eq!(f.signer_nonce().await?, 2, "exactly one pair landed");
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_down_during_the_outage_delays_nothing_and_the_pair_lands_once_it_is_back() -> Result<()> {
+    let f = Fixture::new(true).await?;
+    f.fund().await?;
+    let Backend::Web3(stand_in) = &f.backend else { unreachable!() };
+    stand_in.set_mode(Mode::Down);
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    let sup = Supervisor::start(&f.spec()?).await?;
+    wait_for("signing failures counted", WAIT, Duration::from_millis(100), || async {
+        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((m["uptime_sign_errors_total{chain=\"901\"}"].as_u64() >= Some(3)).then_some(()))
+    })
+    .await?;
+    assert!(f.pooled().await?.is_empty(), "nothing pooled without a signature");
+    // Meanwhile the L1 flow keeps recording blocks.
+    f.l1.mine(3).await?;
+    let n = f.l1.block_number().await?;
+    let hash = f.l1.canonical_chain(n, n).await?[0].hash.clone();
+    sup.wait_l1(n, &hash, WAIT).await?;
+    let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert!(status["signer"]["consecutiveFailures"].as_u64() >= Some(3), "{status}");
+
+    stand_in.set_mode(Mode::Normal);
+    f.wait_pair_pooled().await?;
+    let block = f.resume().await?;
+    assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Result<()> {
+    let f = Fixture::new(false).await?;
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    let sup = Supervisor::start(&f.spec()?).await?;
+    wait_for("the unfunded alert", WAIT, Duration::from_millis(100), || async {
+        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((m["uptime_signer_unfunded{chain=\"901\"}"].as_u64() == Some(1)).then_some(()))
+    })
+    .await?;
+    assert!(sup.log_text().contains("signer balance below 2 x gas_limit x max_fee"));
+    assert!(f.pooled().await?.is_empty(), "nothing is sent while unfunded");
+    f.fund().await?;
+    f.wait_pair_pooled().await?;
+    let block = f.resume().await?;
+    assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_the_same_chain_and_signer_land_exactly_one_pair() -> Result<()> {
+    let f = Fixture::new(false).await?;
+    f.fund().await?;
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    let spec = f.spec()?;
+    let mut a = Supervisor::start(&spec).await?;
+    let mut b = Supervisor::start(&spec).await?;
+    f.wait_pair_pooled().await?;
+    for sup in [&a, &b] {
+        wait_for("both instances active", WAIT, Duration::from_millis(100), || async {
+            let s = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((s["stalled"] == json!(true)).then_some(()))
+        })
+        .await?;
+    }
+    let block = f.resume().await?;
+    assert_pair_first(&f, last_ts, block, 2 * REFRESH_MS).await?;
+    assert_eq!(f.signer_nonce().await?, 2, "exactly one pair landed");
+    assert_eq!(f.latest_round().await?.0, 3, "exactly two new rounds");
+    // Later blocks carry nothing more from the signer.
+    f.l2.mine(2).await?;
+    assert_eq!(f.signer_nonce().await?, 2);
+    assert!(f.pooled().await?.is_empty());
+    assert_eq!(a.stop().await?, 0);
+    assert_eq!(b.stop().await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_from_the_wrong_key_is_refused_and_a_missing_role_is_reported() -> Result<()> {
+    let f = Fixture::new(true).await?;
+    f.fund().await?;
+    let Backend::Web3(stand_in) = &f.backend else { unreachable!() };
+    stand_in.set_mode(Mode::WrongKey);
+    f.stop_sequencer().await?;
+    let sup = Supervisor::start(&f.spec()?).await?;
+    wait_for("the wrong signature refused", WAIT, Duration::from_millis(100), || async {
+        Ok(sup.log_text().contains("signature recovers to").then_some(()))
+    })
+    .await?;
+    assert!(f.pooled().await?.is_empty());
+    drop(sup);
+
+    // A signer without the role: reported clearly at start-up.
+    let mut g = Fixture::new(false).await?;
+    g.key = PrivateKeySigner::random();
+    g.signer = g.key.address();
+    let sup = Supervisor::start(&g.spec()?).await?;
+    wait_for("the missing role reported", WAIT, Duration::from_millis(100), || async {
+        Ok(sup.log_text().contains("lacks FEED_UPDATER_ROLE").then_some(()))
+    })
+    .await?;
+    let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(m["uptime_signer_missing_role{chain=\"901\"}"], json!(1));
+    Ok(())
+}
+
+#[test]
+fn the_committed_feed_artifact_matches_a_fresh_compile() -> Result<()> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("bash").arg(format!("{root}/contracts/build.sh")).arg("--check").output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "contracts/build.sh --check: {text}");
+    Ok(())
+}
