@@ -453,3 +453,99 @@ fn the_committed_feed_artifact_matches_a_fresh_compile() -> Result<()> {
     assert!(out.status.success(), "contracts/build.sh --check: {text}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_that_does_not_land_first_is_reported_and_retried_with_the_original_down_timestamp() -> Result<()> {
+    use alloy::{
+        consensus::{SignableTransaction, TxEip1559, TxEnvelope},
+        eips::eip2718::Encodable2718,
+        primitives::TxKind,
+        signers::SignerSync,
+    };
+    let f = Fixture::new(false).await?;
+    f.fund().await?;
+    let last = f.l2.block_number().await?;
+    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
+    f.stop_sequencer().await?;
+    let sup = Supervisor::start(&f.spec()?).await?;
+    let pooled = f.wait_pair_pooled().await?;
+    // Someone else with the signer's key outbids the down transaction (same nonce, higher fee).
+    let stray = TxEip1559 {
+        chain_id: CHAIN,
+        nonce: pooled[0].0,
+        gas_limit: 21_000,
+        max_fee_per_gas: 10_000_000_000_000,
+        max_priority_fee_per_gas: 10_000_000_000_000,
+        to: TxKind::Call(Address::repeat_byte(7)),
+        value: U256::from(1),
+        ..Default::default()
+    };
+    let sig = f.key.sign_hash_sync(&stray.signature_hash())?;
+    let raw = TxEnvelope::Eip1559(stray.into_signed(sig)).encoded_2718();
+    let _: String = f.l2.rpc("eth_sendRawTransaction", json!([alloy::hex::encode_prefixed(raw)])).await?;
+    f.l2.set_automine(true).await?;
+    let block = last + 1;
+    // The first block after the gap does not carry the pair first: said loudly, then retried.
+    wait_for("the pair retried and landed", WAIT, Duration::from_millis(100), || async {
+        let s = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((s["lastOutage"]["result"]["status"] == json!("landed")).then_some(s))
+    })
+    .await?;
+    let (_, txs) = block_after_gap(&f.l2, block).await?;
+    assert_ne!(txs[0].2, Some((1, last_ts)), "the first block did not start with the down update");
+    let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(status["lastOutage"]["result"]["first"], json!(false), "{status}");
+    let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert!(m["uptime_pair_failures_total{chain=\"901\"}"].as_u64() >= Some(1), "{m}");
+    assert!(sup.log_text().contains("did not land first"));
+    let (_, answer, started_at) = f.latest_round().await?;
+    assert_eq!(answer, 0, "the feed ends up");
+    assert!(started_at >= last_ts);
+    // The retried down update used the original down timestamp.
+    let included: u64 = status["lastOutage"]["includedIn"].as_u64().context("includedIn")?;
+    let (_, later) = block_after_gap(&f.l2, included).await?;
+    assert!(later.iter().any(|t| t.2 == Some((1, last_ts))), "down update with the original timestamp");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l2_node_that_is_down_or_serves_another_chain_gets_no_injection_and_l1_goes_on() -> Result<()> {
+    use crate::harness::Proxy;
+    let f = Fixture::new(false).await?;
+    f.fund().await?;
+    f.stop_sequencer().await?;
+    let proxy = Proxy::start(f.l2.addr()).await?;
+    proxy.cut();
+    let mut spec = f.spec()?;
+    spec.chains[0].extra = spec.chains[0].extra.replace(&f.l2.url(), &proxy.url());
+    spec.chains[0].rpc_url = proxy.url();
+    let sup = Supervisor::start(&spec).await?;
+    wait_for("L2 read errors counted", WAIT, Duration::from_millis(100), || async {
+        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((m["uptime_rpc_errors_total{chain=\"901\"}"].as_u64() >= Some(3)).then_some(()))
+    })
+    .await?;
+    let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(status["stalled"], json!(false), "a chain we cannot see is not called down");
+    assert!(status["lastError"].is_string());
+    f.l1.mine(2).await?;
+    let n = f.l1.block_number().await?;
+    sup.wait_l1(n, &f.l1.canonical_chain(n, n).await?[0].hash, WAIT).await?;
+    proxy.restore();
+    f.wait_pair_pooled().await?;
+    drop(sup);
+
+    // The configured chain id is 902 but the node serves 901: refused, nothing sent.
+    let g = Fixture::new(false).await?;
+    g.fund().await?;
+    g.stop_sequencer().await?;
+    let mut spec = g.spec()?;
+    spec.chains[0].chain_id = 902;
+    let sup = Supervisor::start(&spec).await?;
+    wait_for("the wrong chain reported", WAIT, Duration::from_millis(100), || async {
+        Ok(sup.log_text().contains("the L2 node serves another chain: refusing to inject").then_some(()))
+    })
+    .await?;
+    assert!(g.pooled().await?.is_empty());
+    Ok(())
+}
