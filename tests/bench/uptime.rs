@@ -11,6 +11,7 @@
 mod harness;
 #[path = "../it/supervisor.rs"]
 mod supervisor;
+#[allow(unused_imports)] // the tests' imports
 #[path = "../it/uptime.rs"]
 mod uptime;
 
