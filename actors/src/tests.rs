@@ -150,3 +150,66 @@ async fn a_node_that_is_down_is_retried_without_restarts_and_shutdown_stops_the_
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(addr.send(GetStatus).await.unwrap().consecutive_failures, after, "no step ran after shutdown");
 }
+
+mod signer_actor {
+    use std::time::Duration;
+
+    use actix::Actor;
+    use alloy::{
+        consensus::TxEip1559,
+        primitives::{Address, TxKind, U256},
+    };
+    use rollup_supervisor_signer::{
+        Signer, Web3Signer,
+        test_utils::{Mode, StandIn},
+    };
+
+    use crate::{
+        metrics::Metrics,
+        uptime::{
+            messages::{GetSignerHealth, SignTransaction},
+            signer_actor::{BreakerConfig, SignError, SignerActor},
+        },
+    };
+
+    fn tx() -> TxEip1559 {
+        TxEip1559 {
+            chain_id: 1,
+            gas_limit: 100_000,
+            max_fee_per_gas: 1,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(Address::ZERO),
+            value: U256::ZERO,
+            ..Default::default()
+        }
+    }
+
+    #[actix::test]
+    async fn a_slow_signer_times_out_then_the_breaker_fails_fast_then_a_probe_recovers() {
+        let stand_in = StandIn::start().await.unwrap();
+        let signer = Signer::Web3(Web3Signer::new(stand_in.config()).unwrap());
+        let breaker = BreakerConfig { threshold: 2, cool_down: Duration::from_millis(300) };
+        let metrics = Metrics::default();
+        let actor = SignerActor::new("t".into(), signer, Duration::from_millis(200), breaker, metrics.clone()).start();
+
+        assert!(actor.send(SignTransaction(tx())).await.unwrap().is_ok());
+        stand_in.set_mode(Mode::Slow(Duration::from_secs(5)));
+        for _ in 0..2 {
+            let err = actor.send(SignTransaction(tx())).await.unwrap().unwrap_err();
+            assert!(matches!(err, SignError::Timeout(_)), "{err}");
+        }
+        let before = stand_in.sign_requests();
+        let err = actor.send(SignTransaction(tx())).await.unwrap().unwrap_err();
+        assert!(matches!(err, SignError::BreakerOpen(_)), "{err}");
+        assert_eq!(stand_in.sign_requests(), before, "an open breaker makes no request");
+        let health = actor.send(GetSignerHealth).await.unwrap();
+        assert!(health.breaker_open && health.consecutive_failures >= 2);
+        assert!(metrics.get("signer_breaker_opened_total", &[("signer", "t")]) >= 1);
+
+        stand_in.set_mode(Mode::Normal);
+        let healed = super::eventually(10, async || actor.send(SignTransaction(tx())).await.unwrap().is_ok()).await;
+        assert!(healed, "the half-open probe signs once the signer is back");
+        let health = actor.send(GetSignerHealth).await.unwrap();
+        assert!(!health.breaker_open && health.consecutive_failures == 0);
+    }
+}

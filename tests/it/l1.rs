@@ -128,3 +128,17 @@ async fn kill_9_mid_catch_up_leaves_a_sound_database_and_a_restart_completes_it(
     sup.wait_l1(n, &hash, WAIT).await?;
     stop_and_compare(&mut sup, &anvil, 0, n).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_depth_keeps_the_index_behind_the_head() -> Result<()> {
+    let anvil = Anvil::spawn(AnvilOptions::default()).await?;
+    anvil.mine(50).await?;
+    let mut spec = Spec::new(anvil.url());
+    spec.extra_l1 = "confirmations = 5\n".into();
+    let mut sup = Supervisor::start(&spec).await?;
+    sup.wait_l1(45, &anvil.canonical_chain(45, 45).await?[0].hash, WAIT).await?;
+    anvil.mine(1).await?;
+    sup.wait_l1(46, &anvil.canonical_chain(46, 46).await?[0].hash, WAIT).await?;
+    assert_eq!(sup.l1_latest().await?, Some(46), "never closer than 5 blocks to the head (51)");
+    stop_and_compare(&mut sup, &anvil, 0, 46).await
+}

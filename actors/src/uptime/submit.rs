@@ -88,3 +88,20 @@ impl Submitter for RawTxSubmitter {
         [first, second]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_refusals_are_classified_by_their_wording() {
+        let e = |m: &str| RpcError::BadAnswer { endpoint: "n".into(), reason: m.into() };
+        assert_eq!(classify(&e("nonce too low: next nonce 5, tx nonce 3")), Submitted::NonceTooLow);
+        assert_eq!(classify(&e("replacement transaction underpriced")), Submitted::Underpriced);
+        assert_eq!(classify(&e("transaction underpriced")), Submitted::Underpriced);
+        assert_eq!(classify(&e("already known")), Submitted::AlreadyKnown);
+        assert_eq!(classify(&e("insufficient funds for gas * price + value")), Submitted::InsufficientFunds);
+        assert!(matches!(classify(&e("execution reverted")), Submitted::Failed(_)));
+        assert!(Submitted::AlreadyKnown.pooled() && !Submitted::Underpriced.pooled());
+    }
+}
