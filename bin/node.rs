@@ -148,9 +148,10 @@ fn start_uptime(
             SignerActor::new(format!("chain_{id}"), signer, signer_timeout, BreakerConfig::default(), metrics)
         })
     };
+    let feed = u.feed_address.context("uptime.feed_address")?;
     let cfg = InjectorConfig {
         chain: id,
-        feed: u.feed_address.context("feed_address")?,
+        feed,
         refresh_interval: Duration::from_millis(u.refresh_interval_ms()),
         clock_skew_margin_secs: u.clock_skew_margin_secs,
         gas_limit: u.gas_limit,
@@ -178,12 +179,8 @@ fn start_uptime(
         let (max_age, every) = (u.max_block_age_secs, Duration::from_millis(u.check_interval_ms));
         Supervisor::start(move |_| UptimeWatchdog::new(id, rpc, max_age, every, stalled, resumed, metrics))
     };
-    info!(target: "main", chain = id, signer = %signer_address, feed = %cfg_feed(u), "uptime reporting enabled");
+    info!(target: "main", chain = id, signer = %signer_address, %feed, "uptime reporting enabled");
     Ok(UptimeHandles { watchdog, signer })
-}
-
-fn cfg_feed(u: &crate::config::UptimeConfig) -> String {
-    u.feed_address.map(|a| a.to_string()).unwrap_or_default()
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

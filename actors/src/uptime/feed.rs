@@ -30,16 +30,20 @@ pub fn decode_update_status(input: &[u8]) -> Option<(bool, u64)> {
     if input.len() != 68 || input[..4] != UPDATE_STATUS {
         return None;
     }
-    let status = U256::from_be_slice(&input[4..36]);
+    let down = flag(U256::from_be_slice(&input[4..36]))?;
     let ts = U256::from_be_slice(&input[36..68]);
-    let down = if status.is_zero() {
-        false
-    } else if status == U256::from(1) {
-        true
-    } else {
-        return None;
-    };
     Some((down, u64::try_from(ts).ok()?))
+}
+
+/// A status word: 0 (up) or 1 (down); anything else is not a status.
+fn flag(word: U256) -> Option<bool> {
+    if word.is_zero() {
+        Some(false)
+    } else if word == U256::from(1) {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// Calldata of `hasRole(role, who)`.
@@ -77,17 +81,9 @@ pub fn decode_round(data: &[u8]) -> Option<Round> {
         return None;
     }
     let w = |i: usize| U256::from_be_slice(&data[i * 32..(i + 1) * 32]);
-    let answer = w(1);
-    let down = if answer.is_zero() {
-        false
-    } else if answer == U256::from(1) {
-        true
-    } else {
-        return None;
-    };
     Some(Round {
         round_id: u64::try_from(w(0)).ok()?,
-        down,
+        down: flag(w(1))?,
         started_at: u64::try_from(w(2)).ok()?,
         updated_at: u64::try_from(w(3)).ok()?,
     })

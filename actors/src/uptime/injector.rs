@@ -414,10 +414,9 @@ impl<S: Submitter> Injector<S> {
             error!(target: "uptime", chain = self.cfg.chain, ?block, first_block, "update pair landed, but NOT first in the first block after the gap");
             return self.finish(OutageResult::Landed { first: false }, block).await;
         }
-        if receipts.iter().any(|r| r.as_ref().is_some_and(|r| r.status.is_some_and(|s| s.to::<u64>() != 1))) {
-            self.count("uptime_pair_failures_total");
-            error!(target: "uptime", chain = self.cfg.chain, "an update transaction reverted: retrying with the original down timestamp");
-        } else if self.feed_shows(down_ts).await? {
+        let reverted =
+            receipts.iter().any(|r| r.as_ref().is_some_and(|r| r.status.is_some_and(|s| s.to::<u64>() != 1)));
+        if !reverted && self.feed_shows(down_ts).await? {
             info!(target: "uptime", chain = self.cfg.chain, down_ts, "the feed shows this outage (reported by another sender)");
             self.count("uptime_already_reported_total");
             return self.finish(OutageResult::AlreadyReported, None).await;
@@ -428,9 +427,14 @@ impl<S: Submitter> Injector<S> {
         if self.retry_sent_at.is_some_and(|at| head <= at) {
             return Ok(());
         }
-        if self.retry_sent_at.is_none() {
+        if self.retry_sent_at.is_none() || reverted {
             self.count("uptime_pair_failures_total");
-            error!(target: "uptime", chain = self.cfg.chain, first_block, "update pair did not land first in the first block after the gap: retrying with the original down timestamp");
+            let why = if reverted {
+                "an update transaction reverted"
+            } else {
+                "update pair did not land first in the first block after the gap"
+            };
+            error!(target: "uptime", chain = self.cfg.chain, first_block, "{why}: retrying with the original down timestamp");
         }
         let mut retry = outage;
         retry.nonce = None;
