@@ -130,7 +130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let block = |ts| BlockRef { number: ts, hash: B256::ZERO, parent_hash: B256::ZERO, timestamp: ts };
         {
-            let mut db = ChainsDb::open(dir.path()).unwrap();
+            let mut db = crate::tests::when_unlocked(|| ChainsDb::open(dir.path()));
             assert_eq!(db.last_outage(1).unwrap(), None);
             let mut a = OutageRecord::new(1, block(100));
             db.put_outage(&a).unwrap();
@@ -140,7 +140,7 @@ mod tests {
             a.tx_hashes = vec![B256::repeat_byte(1), B256::repeat_byte(2)];
             db.put_outage(&a).unwrap();
         }
-        let db = ChainsDb::open(dir.path()).unwrap();
+        let db = crate::tests::when_unlocked(|| ChainsDb::open(dir.path()));
         assert_eq!(db.last_outage(1).unwrap().map(|r| r.down_ts()), Some(200));
         let all = db.outages(1).unwrap();
         assert_eq!(all.len(), 2);

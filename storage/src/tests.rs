@@ -16,6 +16,22 @@ fn h(salt: u8, n: u64, fork: u8) -> B256 {
     B256::from(b)
 }
 
+/// Runs `open` until it stops failing on sled's file lock: after the last handle is dropped,
+/// sled's background flusher releases the lock asynchronously, so an immediate reopen in the
+/// same process can race it. Any other error, or a lock held for 10 s, fails the test.
+pub(crate) fn when_unlocked<T, E: std::fmt::Display>(open: impl Fn() -> std::result::Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("cannot open the database: {e}"),
+        }
+    }
+}
+
 /// A predicate over the error a rejected write returns.
 type Expect = fn(&StorageError) -> bool;
 
@@ -255,20 +271,25 @@ fn rewind_chain_truncates_and_keeps_the_head() {
 fn reopen_keeps_everything_and_schema_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
-        let mut db = ChainsDb::open(dir.path()).unwrap();
+        let mut db = when_unlocked(|| ChainsDb::open(dir.path()));
         db.record_l1(&(0..=3).map(l1).collect::<Vec<_>>()).unwrap();
         db.add_chain(4, ChainMode::FollowsL1).unwrap();
         db.record_derived_from_head(4, &[l2(1)]).unwrap();
         db.set_finalized(l1(1)).unwrap();
         snapshot(&db)
     };
-    assert_eq!(snapshot(&ChainsDb::open(dir.path()).unwrap()), before);
+    assert_eq!(snapshot(&when_unlocked(|| ChainsDb::open(dir.path()))), before);
     {
-        let raw = sled::open(dir.path()).unwrap();
+        let raw = when_unlocked(|| sled::open(dir.path()));
         raw.open_tree("meta").unwrap().insert("schema", &7u32.to_be_bytes()).unwrap();
         raw.flush().unwrap();
     }
-    let err = ChainsDb::open(dir.path()).unwrap_err();
+    let err = when_unlocked(|| match ChainsDb::open(dir.path()) {
+        Ok(_) => Ok(None),
+        Err(e @ StorageError::UnsupportedSchema { .. }) => Ok(Some(e)),
+        Err(e) => Err(e),
+    })
+    .expect("the schema version must be refused");
     assert!(matches!(err, StorageError::UnsupportedSchema { found: 7, supported: 1 }), "{err}");
 }
 
@@ -276,18 +297,18 @@ fn reopen_keeps_everything_and_schema_is_checked() {
 fn corrupt_rows_are_errors_and_check_names_them() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = ChainsDb::open(dir.path()).unwrap();
+        let mut db = when_unlocked(|| ChainsDb::open(dir.path()));
         db.record_l1(&(0..=3).map(l1).collect::<Vec<_>>()).unwrap();
         db.add_chain(4, ChainMode::FollowsL1).unwrap();
         db.record_derived_from_head(4, &[l2(1), l2(2)]).unwrap();
     }
     {
-        let raw = sled::open(dir.path()).unwrap();
+        let raw = when_unlocked(|| sled::open(dir.path()));
         raw.open_tree("l1").unwrap().insert(2u64.to_be_bytes(), &[0u8; 5]).unwrap();
         raw.open_tree("l2/4").unwrap().insert(1u64.to_be_bytes(), &[9u8; 80][..]).unwrap();
         raw.flush().unwrap();
     }
-    let db = ChainsDb::open(dir.path()).unwrap();
+    let db = when_unlocked(|| ChainsDb::open(dir.path()));
     assert!(matches!(db.l1_block(2), Err(StorageError::Corrupt { .. })));
     let report = db.check().unwrap();
     let text = report.problems.join("\n");
@@ -299,11 +320,11 @@ fn corrupt_rows_are_errors_and_check_names_them() {
 fn check_reports_broken_links() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = ChainsDb::open(dir.path()).unwrap();
+        let mut db = when_unlocked(|| ChainsDb::open(dir.path()));
         db.record_l1(&(0..=3).map(l1).collect::<Vec<_>>()).unwrap();
     }
     {
-        let raw = sled::open(dir.path()).unwrap();
+        let raw = when_unlocked(|| sled::open(dir.path()));
         let mut bad = block(1, 2, 0, 9);
         bad.hash = h(1, 2, 0);
         raw.open_tree("l1").unwrap().insert(2u64.to_be_bytes(), &crate::codec::encode_l1(&bad)[..]).unwrap();
@@ -311,7 +332,7 @@ fn check_reports_broken_links() {
         raw.open_tree("l1").unwrap().insert(5u64.to_be_bytes(), &crate::codec::encode_l1(&l1(5))[..]).unwrap();
         raw.flush().unwrap();
     }
-    let report = ChainsDb::open(dir.path()).unwrap().check().unwrap();
+    let report = when_unlocked(|| ChainsDb::open(dir.path())).check().unwrap();
     assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
     assert!(report.problems[0].starts_with("L1 block 2 has parent"));
     assert_eq!(report.problems[1], "L1 index has a gap: block 5 follows block 2");
@@ -414,7 +435,7 @@ proptest! {
     #[test]
     fn random_operations_keep_every_invariant(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = ChainsDb::open(dir.path()).unwrap();
+        let mut db = when_unlocked(|| ChainsDb::open(dir.path()));
         for chain in 1..=3 {
             let mode = if chain == 2 { ChainMode::Explicit } else { ChainMode::FollowsL1 };
             db.add_chain(chain, mode).unwrap();
@@ -435,7 +456,7 @@ proptest! {
             // Close and reopen: the same state.
             let state = snapshot(&db);
             drop(db);
-            db = ChainsDb::open(dir.path()).unwrap();
+            db = when_unlocked(|| ChainsDb::open(dir.path()));
             prop_assert_eq!(snapshot(&db), state);
         }
     }
