@@ -108,9 +108,11 @@ async fn a_reorg_while_stopped_is_caught_at_start_up() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_catch_up_leaves_a_sound_database_and_a_restart_completes_it() -> Result<()> {
     let anvil = Anvil::spawn(AnvilOptions::default()).await?;
-    anvil.mine(3000).await?;
+    // anvil mines slowly on a busy machine: give this one call time.
+    crate::harness::RpcClient::with_timeout(anvil.url(), Duration::from_secs(180))?.mine(1000).await?;
     let mut spec = Spec::new(anvil.url());
-    spec.batch_size = 20;
+    // One block per request and write: slow enough to be killed mid-way even on a busy machine.
+    spec.batch_size = 1;
     let mut sup = Supervisor::start(&spec).await?;
     wait_for("some progress", WAIT, Duration::from_millis(5), || async {
         Ok(sup.l1_latest().await?.filter(|n| *n >= 200).map(|_| ()))
@@ -120,7 +122,7 @@ async fn kill_9_mid_catch_up_leaves_a_sound_database_and_a_restart_completes_it(
     let (code, text) = sup.db_check()?;
     assert_eq!(code, 0, "after kill -9: {text}");
     let rows = l1_rows(&sup.db_inspect()?)?;
-    assert!(rows.len() >= 200 && rows.len() < 3001, "killed mid-way, {} rows", rows.len());
+    assert!(rows.len() >= 200 && rows.len() < 1001, "killed mid-way, {} rows", rows.len());
 
     spec.batch_size = 500;
     sup.restart(&spec).await?;
