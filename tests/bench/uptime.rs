@@ -114,7 +114,7 @@ async fn main() -> Result<()> {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let s = sup.call("supervisor_uptimeStatus", json!([901])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let s = sup.ok("supervisor_uptimeStatus", json!([901])).await?;
             let outage = &s["lastOutage"];
             if outage["lastBlock"]["number"] == json!(format!("{last:#x}"))
                 && outage["result"]["status"] != json!("pending")

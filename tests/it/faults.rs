@@ -17,11 +17,6 @@ async fn hash_at(anvil: &Anvil, n: u64) -> Result<String> {
     Ok(anvil.canonical_chain(n, n).await?[0].hash.clone())
 }
 
-async fn metric(sup: &Supervisor, key: &str) -> Result<u64> {
-    let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(m[key].as_u64().unwrap_or(0))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_l1_endpoint_that_is_cut_hangs_or_answers_garbage_is_survived_and_recovered() -> Result<()> {
     let anvil = Anvil::spawn(AnvilOptions::default()).await?;
@@ -31,18 +26,18 @@ async fn an_l1_endpoint_that_is_cut_hangs_or_answers_garbage_is_survived_and_rec
     sup.wait_l1(50, &hash_at(&anvil, 50).await?, WAIT).await?;
 
     for mode in [ProxyMode::Cut, ProxyMode::Garbage, ProxyMode::Blackhole] {
-        let before = metric(&sup, "rpc_errors_total{watcher=\"l1\"}").await?;
+        let before = sup.metric("rpc_errors_total{watcher=\"l1\"}").await?;
         proxy.set_mode(mode);
         anvil.mine(10).await?;
         wait_for(&format!("errors counted in {mode:?}"), WAIT, Duration::from_millis(50), || async {
-            Ok((metric(&sup, "rpc_errors_total{watcher=\"l1\"}").await? >= before + 2).then_some(()))
+            Ok((sup.metric("rpc_errors_total{watcher=\"l1\"}").await? >= before + 2).then_some(()))
         })
         .await?;
         proxy.restore();
         let n = anvil.block_number().await?;
         sup.wait_l1(n, &hash_at(&anvil, n).await?, WAIT).await?;
     }
-    assert_eq!(metric(&sup, "actor_restarts_total{actor=\"l1\"}").await?, 0, "a bad node is waited out, not a crash");
+    assert_eq!(sup.metric("actor_restarts_total{actor=\"l1\"}").await?, 0, "a bad node is waited out, not a crash");
     let n = anvil.block_number().await?;
     crate::l1::stop_and_compare(&mut sup, &anvil, 0, n).await
 }

@@ -42,7 +42,7 @@ async fn catches_up_follows_heads_and_resumes_after_restart_without_gap() -> Res
 
     // anvil: safe = latest - 32, finalized = latest - 64.
     wait_for("safe and finalized heads", WAIT, Duration::from_millis(100), || async {
-        let status = sup.call("supervisor_syncStatus", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = sup.ok("supervisor_syncStatus", json!([])).await?;
         let num = |k: &str| status["l1"][k]["number"].as_str().map(hex_u64).transpose();
         Ok((num("safe")? == Some(n - 32) && num("finalized")? == Some(n - 64)).then_some(()))
     })
@@ -54,7 +54,7 @@ async fn catches_up_follows_heads_and_resumes_after_restart_without_gap() -> Res
         let (n, hash) = head(&anvil).await?;
         sup.wait_l1(n, &hash, WAIT).await?;
     }
-    let block = sup.call("supervisor_l1BlockByNumber", json!(["0x64"])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let block = sup.ok("supervisor_l1BlockByNumber", json!(["0x64"])).await?;
     assert_eq!(block["hash"], json!(anvil.canonical_chain(100, 100).await?[0].hash));
     let missing = sup.call("supervisor_l1BlockByNumber", json!([100_000])).await?;
     assert!(missing.is_err_and(|e| { e["message"].as_str().is_some_and(|m| m.contains("not recorded")) }));
@@ -81,7 +81,7 @@ async fn live_reorgs_of_depth_1_5_and_30_end_equal_to_the_canonical_chain() -> R
         let new_head = reorg.new_head().clone();
         sup.wait_l1(new_head.number, &new_head.hash, WAIT).await?;
     }
-    let reorgs = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reorgs = sup.ok("supervisor_metrics", json!([])).await?;
     assert!(reorgs["reorgs_total{watcher=\"l1\"}"].as_u64() >= Some(3), "{reorgs}");
     let n = anvil.block_number().await?;
     stop_and_compare(&mut sup, &anvil, 0, n).await

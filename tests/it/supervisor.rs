@@ -193,16 +193,26 @@ impl Supervisor {
         })
     }
 
+    /// Calls a method that must succeed.
+    pub async fn ok(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.call(method, params).await?.map_err(|e| anyhow::anyhow!("{method}: {e}"))
+    }
+
+    /// One series of `supervisor_metrics` (0 if absent).
+    pub async fn metric(&self, key: &str) -> anyhow::Result<u64> {
+        Ok(self.ok("supervisor_metrics", json!([])).await?[key].as_u64().unwrap_or(0))
+    }
+
     /// The recorded L1 latest block number, if any.
     pub async fn l1_latest(&self) -> anyhow::Result<Option<u64>> {
-        let status = self.call("supervisor_syncStatus", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = self.ok("supervisor_syncStatus", json!([])).await?;
         status["l1"]["latest"]["number"].as_str().map(hex_u64).transpose()
     }
 
     /// Waits until the recorded L1 latest block is `number` with hash `hash`.
     pub async fn wait_l1(&self, number: u64, hash: &str, timeout: Duration) -> anyhow::Result<()> {
         wait_for(&format!("L1 block {number} {hash} recorded"), timeout, Duration::from_millis(50), || async {
-            let status = self.call("supervisor_syncStatus", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let status = self.ok("supervisor_syncStatus", json!([])).await?;
             let latest = &status["l1"]["latest"];
             let at = latest["number"].as_str().map(hex_u64).transpose()?;
             Ok((at == Some(number) && latest["hash"].as_str() == Some(hash)).then_some(()))

@@ -227,7 +227,7 @@ async fn scenario_1(web3signer: bool) -> Result<()> {
     let (_, txs) = block_after_gap(&f.l2, block).await?;
     assert_eq!(txs.get(2).map(|t| t.0.as_str()), Some(user.as_str()), "the user transaction comes after the pair");
     wait_for("the outage journaled as landed", WAIT, Duration::from_millis(100), || async {
-        let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
         Ok((status["lastOutage"]["result"]["status"] == json!("landed")
             && status["lastOutage"]["result"]["first"] == json!(true)
             && status["lastOutage"]["includedIn"] == json!(block))
@@ -262,7 +262,7 @@ async fn no_outage_no_transaction() -> Result<()> {
         f.l2.wait_for_block_number(target, WAIT).await?;
     }
     let status = wait_for("the watchdog saw every block", WAIT, Duration::from_millis(50), || async {
-        let s = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
         Ok((s["head"]["number"].as_str().map(hex_u64).transpose()? >= Some(start + 6)).then_some(s))
     })
     .await?;
@@ -285,8 +285,7 @@ async fn a_long_outage_lands_exactly_one_pair_with_a_fresh_up_timestamp() -> Res
     let first = f.wait_pair_pooled().await?;
     // Many refresh intervals: the pooled pair is replaced (new hashes, same nonces).
     wait_for("several refreshes", WAIT, Duration::from_millis(100), || async {
-        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok((m["uptime_pair_refreshes_total{chain=\"901\"}"].as_u64() >= Some(8)).then_some(()))
+        Ok((sup.metric("uptime_pair_refreshes_total{chain=\"901\"}").await? >= 8).then_some(()))
     })
     .await?;
     let now = f.wait_pair_pooled().await?;
@@ -320,8 +319,7 @@ async fn a_restart_mid_outage_and_a_start_during_an_outage_land_exactly_one_pair
     assert_eq!(sup.stop().await?, 0);
     sup.restart(&spec).await?;
     wait_for("a refresh after the restart", WAIT, Duration::from_millis(100), || async {
-        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok((m["uptime_pair_refreshes_total{chain=\"901\"}"].as_u64() >= Some(1)).then_some(()))
+        Ok((sup.metric("uptime_pair_refreshes_total{chain=\"901\"}").await? >= 1).then_some(()))
     })
     .await?;
     let after = f.wait_pair_pooled().await?;
@@ -344,8 +342,7 @@ async fn a_signer_down_during_the_outage_delays_nothing_and_the_pair_lands_once_
     f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     wait_for("signing failures counted", WAIT, Duration::from_millis(100), || async {
-        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok((m["uptime_sign_errors_total{chain=\"901\"}"].as_u64() >= Some(3)).then_some(()))
+        Ok((sup.metric("uptime_sign_errors_total{chain=\"901\"}").await? >= 3).then_some(()))
     })
     .await?;
     assert!(f.pooled().await?.is_empty(), "nothing pooled without a signature");
@@ -354,7 +351,7 @@ async fn a_signer_down_during_the_outage_delays_nothing_and_the_pair_lands_once_
     let n = f.l1.block_number().await?;
     let hash = f.l1.canonical_chain(n, n).await?[0].hash.clone();
     sup.wait_l1(n, &hash, WAIT).await?;
-    let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
     assert!(status["signer"]["consecutiveFailures"].as_u64() >= Some(3), "{status}");
 
     stand_in.set_mode(Mode::Normal);
@@ -372,8 +369,7 @@ async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Res
     f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     wait_for("the unfunded alert", WAIT, Duration::from_millis(100), || async {
-        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok((m["uptime_signer_unfunded{chain=\"901\"}"].as_u64() == Some(1)).then_some(()))
+        Ok((sup.metric("uptime_signer_unfunded{chain=\"901\"}").await? == 1).then_some(()))
     })
     .await?;
     assert!(sup.log_text().contains("signer balance below 2 x gas_limit x max_fee"));
@@ -398,7 +394,7 @@ async fn two_instances_with_the_same_chain_and_signer_land_exactly_one_pair() ->
     f.wait_pair_pooled().await?;
     for sup in [&a, &b] {
         wait_for("both instances active", WAIT, Duration::from_millis(100), || async {
-            let s = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
             Ok((s["stalled"] == json!(true)).then_some(()))
         })
         .await?;
@@ -440,7 +436,7 @@ async fn a_signature_from_the_wrong_key_is_refused_and_a_missing_role_is_reporte
         Ok(sup.log_text().contains("lacks FEED_UPDATER_ROLE").then_some(()))
     })
     .await?;
-    let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let m = sup.ok("supervisor_metrics", json!([])).await?;
     assert_eq!(m["uptime_signer_missing_role{chain=\"901\"}"], json!(1));
     Ok(())
 }
@@ -487,15 +483,15 @@ async fn a_pair_that_does_not_land_first_is_reported_and_retried_with_the_origin
     let block = last + 1;
     // The first block after the gap does not carry the pair first: said loudly, then retried.
     wait_for("the pair retried and landed", WAIT, Duration::from_millis(100), || async {
-        let s = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
         Ok((s["lastOutage"]["result"]["status"] == json!("landed")).then_some(s))
     })
     .await?;
     let (_, txs) = block_after_gap(&f.l2, block).await?;
     assert_ne!(txs[0].2, Some((1, last_ts)), "the first block did not start with the down update");
-    let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
     assert_eq!(status["lastOutage"]["result"]["first"], json!(false), "{status}");
-    let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let m = sup.ok("supervisor_metrics", json!([])).await?;
     assert!(m["uptime_pair_failures_total{chain=\"901\"}"].as_u64() >= Some(1), "{m}");
     assert!(sup.log_text().contains("did not land first"));
     let (_, answer, started_at) = f.latest_round().await?;
@@ -521,11 +517,10 @@ async fn an_l2_node_that_is_down_or_serves_another_chain_gets_no_injection_and_l
     spec.chains[0].rpc_url = proxy.url();
     let sup = Supervisor::start(&spec).await?;
     wait_for("L2 read errors counted", WAIT, Duration::from_millis(100), || async {
-        let m = sup.call("supervisor_metrics", json!([])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok((m["uptime_rpc_errors_total{chain=\"901\"}"].as_u64() >= Some(3)).then_some(()))
+        Ok((sup.metric("uptime_rpc_errors_total{chain=\"901\"}").await? >= 3).then_some(()))
     })
     .await?;
-    let status = sup.call("supervisor_uptimeStatus", json!([CHAIN])).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
     assert_eq!(status["stalled"], json!(false), "a chain we cannot see is not called down");
     assert!(status["lastError"].is_string());
     f.l1.mine(2).await?;
