@@ -85,9 +85,7 @@ async fn main() -> Result<()> {
     for i in 0..OUTAGES {
         f.l2.set_automine(true).await?;
         f.l2.mine(1).await?;
-        let last = f.l2.block_number().await?;
-        let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-        f.l2.set_automine(false).await?;
+        let (last, last_ts) = f.stop_sequencer().await?;
         // The watchdog's rule `floor(now) - ts > max_age` first holds at ts + max_age + 1.
         let crossing = (last_ts + MAX_AGE + 1) as f64;
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -82,9 +82,12 @@ impl Fixture {
         Ok(())
     }
 
-    /// The sequencer stops: blocks are only produced by [`Self::resume`].
-    pub async fn stop_sequencer(&self) -> Result<()> {
-        self.l2.set_automine(false).await
+    /// The sequencer stops: blocks are only produced by [`Self::resume`]. Returns the last block
+    /// before the gap, `(number, timestamp)`.
+    pub async fn stop_sequencer(&self) -> Result<(u64, u64)> {
+        self.l2.set_automine(false).await?;
+        let last = self.l2.block_number().await?;
+        Ok((last, self.l2.canonical_chain(last, last).await?[0].timestamp))
     }
 
     /// The sequencer produces one block; returns its number.
@@ -215,9 +218,7 @@ async fn assert_pair_first(f: &Fixture, last_block_ts: u64, block: u64, refreshe
 async fn scenario_1(web3signer: bool) -> Result<()> {
     let f = Fixture::new(web3signer).await?;
     f.fund().await?;
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (last, last_ts) = f.stop_sequencer().await?;
     let mut sup = Supervisor::start(&f.spec()?).await?;
     f.wait_pair_pooled().await?;
     let user = f.user_tx().await?;
@@ -278,9 +279,7 @@ async fn no_outage_no_transaction() -> Result<()> {
 async fn a_long_outage_lands_exactly_one_pair_with_a_fresh_up_timestamp() -> Result<()> {
     let f = Fixture::new(false).await?;
     f.fund().await?;
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (_, last_ts) = f.stop_sequencer().await?;
     let mut sup = Supervisor::start(&f.spec()?).await?;
     let first = f.wait_pair_pooled().await?;
     // Many refresh intervals: the pooled pair is replaced (new hashes, same nonces).
@@ -303,9 +302,7 @@ async fn a_long_outage_lands_exactly_one_pair_with_a_fresh_up_timestamp() -> Res
 async fn a_restart_mid_outage_and_a_start_during_an_outage_land_exactly_one_pair() -> Result<()> {
     let f = Fixture::new(false).await?;
     f.fund().await?;
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (_, last_ts) = f.stop_sequencer().await?;
     // Started while the chain is already stalled past the threshold.
     wait_for("the chain stalled past the threshold", WAIT, Duration::from_millis(100), || async {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
@@ -337,9 +334,7 @@ async fn a_signer_down_during_the_outage_delays_nothing_and_the_pair_lands_once_
     f.fund().await?;
     let Backend::Web3(stand_in) = &f.backend else { unreachable!() };
     stand_in.set_mode(Mode::Down);
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (_, last_ts) = f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     wait_for("signing failures counted", WAIT, Duration::from_millis(100), || async {
         Ok((sup.metric("uptime_sign_errors_total{chain=\"901\"}").await? >= 3).then_some(()))
@@ -364,9 +359,7 @@ async fn a_signer_down_during_the_outage_delays_nothing_and_the_pair_lands_once_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Result<()> {
     let f = Fixture::new(false).await?;
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (_, last_ts) = f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     wait_for("the unfunded alert", WAIT, Duration::from_millis(100), || async {
         Ok((sup.metric("uptime_signer_unfunded{chain=\"901\"}").await? == 1).then_some(()))
@@ -385,9 +378,7 @@ async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Res
 async fn two_instances_with_the_same_chain_and_signer_land_exactly_one_pair() -> Result<()> {
     let f = Fixture::new(false).await?;
     f.fund().await?;
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (_, last_ts) = f.stop_sequencer().await?;
     let spec = f.spec()?;
     let mut a = Supervisor::start(&spec).await?;
     let mut b = Supervisor::start(&spec).await?;
@@ -460,9 +451,7 @@ async fn a_pair_that_does_not_land_first_is_reported_and_retried_with_the_origin
     };
     let f = Fixture::new(false).await?;
     f.fund().await?;
-    let last = f.l2.block_number().await?;
-    let last_ts = f.l2.canonical_chain(last, last).await?[0].timestamp;
-    f.stop_sequencer().await?;
+    let (last, last_ts) = f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     let pooled = f.wait_pair_pooled().await?;
     // Someone else with the signer's key outbids the down transaction (same nonce, higher fee).
