@@ -112,6 +112,18 @@ pub struct RpcReceipt {
     pub transaction_index: Option<U64>,
 }
 
+impl RpcReceipt {
+    /// Whether the transaction executed successfully (status 1).
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| s == U64::from(1))
+    }
+
+    /// Whether the transaction executed and failed (a status other than 1).
+    pub fn reverted(&self) -> bool {
+        self.status.is_some_and(|s| s != U64::from(1))
+    }
+}
+
 /// A JSON-RPC client for one node.
 #[derive(Clone, Debug)]
 pub struct EthRpc {

@@ -34,7 +34,7 @@ use crate::{
         messages::{GetLastOutage, PutOutage},
     },
     metrics::Metrics,
-    rpc::EthRpc,
+    rpc::{EthRpc, RpcReceipt},
 };
 
 /// How the injector prices and times the pair.
@@ -406,16 +406,13 @@ impl<S: Submitter> Injector<S> {
         for hash in &outage.tx_hashes {
             receipts.push(self.rpc.receipt(*hash).await?);
         }
-        if receipts.len() == 2
-            && receipts.iter().all(|r| r.as_ref().is_some_and(|r| r.status.is_some_and(|s| s.to::<u64>() == 1)))
-        {
+        if receipts.len() == 2 && receipts.iter().all(|r| r.as_ref().is_some_and(RpcReceipt::succeeded)) {
             let block = receipts[0].as_ref().and_then(|r| r.block_number).map(|b| b.to::<u64>());
             self.count("uptime_pair_not_first_total");
             error!(target: "uptime", chain = self.cfg.chain, ?block, first_block, "update pair landed, but NOT first in the first block after the gap");
             return self.finish(OutageResult::Landed { first: false }, block).await;
         }
-        let reverted =
-            receipts.iter().any(|r| r.as_ref().is_some_and(|r| r.status.is_some_and(|s| s.to::<u64>() != 1)));
+        let reverted = receipts.iter().any(|r| r.as_ref().is_some_and(RpcReceipt::reverted));
         if !reverted && self.feed_shows(down_ts).await? {
             info!(target: "uptime", chain = self.cfg.chain, down_ts, "the feed shows this outage (reported by another sender)");
             self.count("uptime_already_reported_total");
@@ -446,7 +443,7 @@ impl<S: Submitter> Injector<S> {
     }
 
     async fn succeeded(&self, hash: B256) -> Result<bool, InjectError> {
-        Ok(self.rpc.receipt(hash).await?.is_some_and(|r| r.status.is_some_and(|s| s.to::<u64>() == 1)))
+        Ok(self.rpc.receipt(hash).await?.is_some_and(|r| r.succeeded()))
     }
 
     async fn finish(&mut self, result: OutageResult, block: Option<u64>) -> Result<(), InjectError> {
