@@ -4,10 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use rollup_supervisor_actors::rpc::BlockTag;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the database lives.
@@ -16,6 +16,8 @@ pub struct Config {
     pub l1: L1Config,
     /// The JSON-RPC server.
     pub rpc: RpcConfig,
+    /// The Prometheus and health endpoints.
+    pub metrics: MetricsConfig,
     /// The L2 chains.
     pub chains: Vec<ChainConfig>,
 }
@@ -26,13 +28,14 @@ impl Default for Config {
             datadir: PathBuf::from("rollup-supervisor-data"),
             l1: L1Config::default(),
             rpc: RpcConfig::default(),
+            metrics: MetricsConfig::default(),
             chains: Vec::new(),
         }
     }
 }
 
 /// `[l1]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct L1Config {
     /// The L1 node's JSON-RPC URL (http or https). Required.
@@ -69,21 +72,40 @@ impl Default for L1Config {
 }
 
 /// `[rpc]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RpcConfig {
     /// Where the JSON-RPC server listens; loopback by default.
     pub listen: SocketAddr,
+    /// A file holding the hex-encoded 32-byte HS256 secret of admin tokens; admin methods are
+    /// off without it.
+    pub jwt_secret_file: Option<PathBuf>,
 }
 
 impl Default for RpcConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8555)) }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8555)), jwt_secret_file: None }
+    }
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub listen: SocketAddr,
+    /// `/readyz` fails while the L1 index is more blocks than this behind the node.
+    pub ready_max_l1_lag_blocks: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9555)), ready_max_l1_lag_blocks: 10 }
     }
 }
 
 /// One `[[chains]]` entry.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     /// The chain's id; its node must serve it.
@@ -105,7 +127,7 @@ pub struct ChainConfig {
 }
 
 /// `[chains.uptime]`: report sequencer downtime to the chain's uptime feed.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UptimeConfig {
     /// Off by default.
@@ -154,7 +176,7 @@ impl Default for UptimeConfig {
 }
 
 /// `[chains.uptime.signer]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignerConfig {
     /// `"local"` or `"web3signer"`. Required when uptime is enabled.
@@ -308,6 +330,22 @@ impl Config {
         toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))
     }
 
+    /// The configuration as one line of JSON for the start-up log, with every URL cut to its
+    /// scheme, host and port: paths, queries and user info often carry API keys.
+    pub fn redacted(&self) -> String {
+        fn walk(key: &str, v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => map.iter_mut().for_each(|(k, v)| walk(k, v)),
+                serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(key, v)),
+                serde_json::Value::String(s) if key.ends_with("url") => *s = redact_url(s),
+                _ => {}
+            }
+        }
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        walk("", &mut value);
+        value.to_string()
+    }
+
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, problem: &str| Err(ConfigError(format!("invalid value for key `{key}`: {problem}")));
@@ -350,6 +388,15 @@ impl Config {
     }
 }
 
+/// `scheme://host[:port]`, plus `/…` if anything followed.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "<redacted>".into() };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let more = if rest.len() > authority.len() || authority.contains('@') { "/…" } else { "" };
+    format!("{scheme}://{host}{more}")
+}
+
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace));
@@ -383,6 +430,16 @@ mod tests {
         assert_eq!(cfg.l1.confirmations, 0);
         assert_eq!(cfg.chains[0].derivation_tag, BlockTag::Latest);
         assert_eq!(Config::default().rpc.listen.to_string(), "127.0.0.1:8555");
+    }
+
+    #[test]
+    fn the_logged_config_hides_url_paths_and_credentials() {
+        let mut cfg = Config::default();
+        cfg.l1.rpc_url = "https://user:pw@mainnet.example.io/v3/SECRETKEY?x=1".into();
+        let line = cfg.redacted();
+        assert!(line.contains("https://mainnet.example.io/…"), "{line}");
+        assert!(!line.contains("SECRETKEY") && !line.contains("pw"), "{line}");
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! database (the canonical L1 index and one derivation log per L2 chain) and serves it over
 //! JSON-RPC.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or a passing `db check`; 1 on a
-//! start-up failure or a failing `db check`; 2 on an invalid configuration or command line;
-//! 101 after a panic anywhere in the process (logged first, so the OS supervisor restarts us
-//! rather than leaving a half-dead process).
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or a passing `db check`; 2 on an
+//! invalid configuration or command line; 1 on any fatal runtime error: a start-up failure, a
+//! failing `db check`, a shutdown that overran its bound, or a panic anywhere in the process
+//! (logged first, so the OS supervisor restarts us rather than leaving a half-dead process).
 
 mod config;
+mod http;
+mod jwt;
 mod node;
 mod rpc;
 
@@ -20,8 +22,8 @@ use crate::config::Config;
 
 /// Exit code for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
-/// Exit code after a panic.
-const EXIT_PANIC: i32 = 101;
+/// Exit code after a panic: a fatal runtime error like any other.
+const EXIT_PANIC: i32 = 1;
 
 #[derive(Debug, Parser)]
 #[command(name = "rollup-supervisor", version, about)]
@@ -39,6 +41,22 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Admin tokens for the JSON-RPC admin methods.
+    Jwt {
+        #[command(subcommand)]
+        command: JwtCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JwtCommand {
+    /// Print a token signed with the secret, valid for 60 seconds either side of now; send it as
+    /// `Authorization: Bearer <token>`.
+    Token {
+        /// The secret file (`rpc.jwt_secret_file`): 64 hex digits.
+        #[arg(long)]
+        secret_file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,9 +73,23 @@ struct RunArgs {
     /// Overrides `rpc.listen`.
     #[arg(long, env = "ROLLUP_SUPERVISOR_RPC_LISTEN")]
     rpc_listen: Option<std::net::SocketAddr>,
-    /// Log format.
+    /// Overrides `metrics.listen`.
+    #[arg(long, env = "ROLLUP_SUPERVISOR_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// How the process logs (to stderr).
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// `text` for people, `json` (one object per line) for log pipelines.
     #[arg(long, env = "ROLLUP_SUPERVISOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    pub log_format: String,
+    /// Which events to log, as `RUST_LOG` takes it (`info`, `warn,uptime=debug`, ...); `RUST_LOG`
+    /// itself is read when this is not given.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +123,21 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Db { command: DbCommand::Check { datadir } } => db_check(&datadir),
         Command::Db { command: DbCommand::Inspect { datadir, json: _ } } => db_inspect(&datadir),
+        Command::Jwt { command: JwtCommand::Token { secret_file } } => jwt_token(&secret_file),
+    }
+}
+
+fn jwt_token(secret_file: &std::path::Path) -> ExitCode {
+    match jwt::JwtSecret::from_file(secret_file) {
+        Ok(secret) => {
+            let _ =
+                writeln!(std::io::stdout(), "{}", secret.token(rollup_supervisor_actors::uptime::watchdog::unix_now()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rollup-supervisor: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
@@ -102,16 +149,20 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let signers = match build_signers(&config) {
-        Ok(s) => s,
+    let (signers, admin) = match build_signers(&config).and_then(|s| Ok((s, rpc::Admin::from_config(&config.rpc)?))) {
+        Ok(built) => built,
         Err(e) => {
             eprintln!("rollup-supervisor: invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logging(&args.log_format);
+    if let Err(e) = init_logging(&args.log) {
+        eprintln!("rollup-supervisor: invalid --log-filter: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     install_panic_hook();
-    match node::run(config, signers) {
+    tracing::info!(target: "main", version = env!("CARGO_PKG_VERSION"), config = %config.redacted(), "effective configuration");
+    match node::run(config, signers, admin) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(target: "main", error = format!("{e:#}"), "exiting");
@@ -152,22 +203,26 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(listen) = args.rpc_listen {
         config.rpc.listen = listen;
     }
+    if let Some(listen) = args.metrics_listen {
+        config.metrics.listen = listen;
+    }
     config.validate()?;
     Ok(config)
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr in the chosen format; fails on a filter that does not parse.
+pub fn init_logging(args: &LogArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter).map_err(|e| e.to_string())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    if args.log_format == "json" {
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.init();
     }
+    Ok(())
 }
 
 /// A panic anywhere (an actor handler, the RPC server, the database thread) ends the process

@@ -1,14 +1,15 @@
 //! Wires the actors together and runs them until SIGINT/SIGTERM.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use actix::{Addr, Supervisor, System};
 use anyhow::Context as _;
+use jsonrpsee::server::ServerHandle;
 use rollup_supervisor_actors::uptime::{
     injector::{Injector, InjectorConfig, TxInjector},
     signer_actor::{BreakerConfig, SignerActor},
     submit::RawTxSubmitter,
-    watchdog::UptimeWatchdog,
+    watchdog::{Reports, UptimeWatchdog},
 };
 use rollup_supervisor_actors::{
     chains_db::{
@@ -23,7 +24,7 @@ use rollup_supervisor_actors::{
 use rollup_supervisor_signer::Signer;
 use rollup_supervisor_storage::{ChainMode, ChainsDb};
 
-use crate::rpc::UptimeHandles;
+use crate::rpc::{Admin, UptimeHandles};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -31,102 +32,168 @@ use crate::config::Config;
 /// Signers by chain id, for the chains with uptime reporting enabled.
 pub type Signers = BTreeMap<u64, Signer>;
 
-/// Runs the supervisor; returns after a clean shutdown.
-pub fn run(config: Config, signers: Signers) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.datadir)
-        .with_context(|| format!("cannot create datadir {}", config.datadir.display()))?;
-    let db = ChainsDb::open(&config.datadir)
-        .with_context(|| format!("cannot open the database in {}", config.datadir.display()))?;
-    System::new().block_on(run_system(config, db, signers))
+/// How long a graceful shutdown may take before the process gives up on it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the supervisor until SIGINT/SIGTERM; returns after a clean shutdown.
+pub fn run(config: Config, signers: Signers, admin: Admin) -> anyhow::Result<()> {
+    let db = open_db(&config)?;
+    System::new().block_on(async move {
+        let node = Node::start(config, db, signers, admin).await?;
+        debug_fault_injection();
+        wait_for_signal().await?;
+        info!(target: "main", "signal received: stopping");
+        node.stop().await
+    })
 }
 
-async fn run_system(config: Config, db: ChainsDb, mut signers: Signers) -> anyhow::Result<()> {
-    let metrics = Metrics::default();
-    let timeout = Duration::from_millis(config.l1.request_timeout_ms);
-    let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout).map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?;
-    if let Some(expected) = config.l1.chain_id {
-        match l1_rpc.chain_id().await {
-            Ok(got) if got != expected => {
-                anyhow::bail!("the L1 node at {} serves chain {got}, but l1.chain_id is {expected}", l1_rpc.endpoint())
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(target: "main", error = %e, "cannot verify the L1 chain id now; the L1 watcher will before it records anything")
+/// Creates the data directory and opens the database in it.
+pub fn open_db(config: &Config) -> anyhow::Result<ChainsDb> {
+    std::fs::create_dir_all(&config.datadir)
+        .with_context(|| format!("cannot create datadir {}", config.datadir.display()))?;
+    ChainsDb::open(&config.datadir).with_context(|| format!("cannot open the database in {}", config.datadir.display()))
+}
+
+/// A running supervisor: every actor, the JSON-RPC server and the metrics server.
+#[derive(Debug)]
+pub struct Node {
+    /// Where the JSON-RPC server listens.
+    pub rpc_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// The process's metrics.
+    pub metrics: Metrics,
+    /// The database actor.
+    pub db: Addr<ChainsDbActor>,
+    l1_watcher: Addr<L1Watcher>,
+    l2_watchers: Vec<Addr<L2Watcher>>,
+    rpc_server: ServerHandle,
+    http_server: crate::http::HttpServer,
+}
+
+impl Node {
+    /// Starts every actor and both servers inside the current actix system.
+    pub async fn start(config: Config, db: ChainsDb, mut signers: Signers, admin: Admin) -> anyhow::Result<Self> {
+        let metrics = Metrics::default();
+        metrics.process_started(env!("CARGO_PKG_VERSION"));
+        let timeout = Duration::from_millis(config.l1.request_timeout_ms);
+        let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout)
+            .map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?
+            .with_metrics(metrics.clone(), "l1");
+        if let Some(expected) = config.l1.chain_id {
+            match l1_rpc.chain_id().await {
+                Ok(got) if got != expected => {
+                    anyhow::bail!(
+                        "the L1 node at {} serves chain {got}, but l1.chain_id is {expected}",
+                        l1_rpc.endpoint()
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(target: "main", error = %e, "cannot verify the L1 chain id now; the L1 watcher will before it records anything")
+                }
             }
         }
-    }
 
-    let db = ChainsDbActor::start(db);
-    for chain in &config.chains {
-        db.send(RegisterChain { chain: chain.chain_id, mode: ChainMode::FollowsL1 }).await??;
-    }
+        let db = ChainsDbActor::start(db, metrics.clone());
+        for chain in &config.chains {
+            db.send(RegisterChain { chain: chain.chain_id, mode: ChainMode::FollowsL1 }).await??;
+        }
 
-    let l1_cfg = FollowConfig {
-        tag: BlockTag::Latest,
-        confirmations: config.l1.confirmations,
-        batch_size: config.l1.batch_size,
-        start_block: config.l1.start_block,
-        expected_chain_id: config.l1.chain_id,
-    };
-    let l1_timing = WatcherTiming {
-        poll_interval: Duration::from_millis(config.l1.poll_interval_ms),
-        heads_interval: Some(Duration::from_millis(config.l1.heads_poll_interval_ms)),
-        ..WatcherTiming::default()
-    };
-    let l1_watcher = {
-        let (db, metrics) = (db.clone(), metrics.clone());
-        Supervisor::start(move |_| {
-            let store = L1Target::new(db);
-            let follower = Follower::new("l1", l1_rpc, store.clone(), l1_cfg, metrics.clone());
-            L1Watcher::new(follower, store, l1_timing, metrics)
-        })
-    };
-
-    let mut l2_watchers: Vec<Addr<L2Watcher>> = Vec::new();
-    for chain in &config.chains {
-        let rpc = EthRpc::new(&chain.rpc_url, timeout)
-            .map_err(|e| anyhow::anyhow!("chains.{}.rpc_url: {e}", chain.chain_id))?;
-        let cfg = FollowConfig {
-            tag: chain.derivation_tag,
-            confirmations: 0,
-            batch_size: chain.batch_size,
-            start_block: None,
-            expected_chain_id: Some(chain.chain_id),
+        let l1_cfg = FollowConfig {
+            tag: BlockTag::Latest,
+            confirmations: config.l1.confirmations,
+            batch_size: config.l1.batch_size,
+            start_block: config.l1.start_block,
+            expected_chain_id: config.l1.chain_id,
         };
-        let timing = WatcherTiming {
-            poll_interval: Duration::from_millis(chain.poll_interval_ms),
-            heads_interval: None,
+        let l1_timing = WatcherTiming {
+            poll_interval: Duration::from_millis(config.l1.poll_interval_ms),
+            heads_interval: Some(Duration::from_millis(config.l1.heads_poll_interval_ms)),
             ..WatcherTiming::default()
         };
-        let (db, metrics, id) = (db.clone(), metrics.clone(), chain.chain_id);
-        l2_watchers.push(Supervisor::start(move |_| {
-            let store = L2Target::new(db, id);
-            let follower = Follower::new(format!("l2_{id}"), rpc, store.clone(), cfg, metrics.clone());
-            L2Watcher::new(follower, store, timing, metrics)
-        }));
+        let l1_watcher = {
+            let (db, metrics) = (db.clone(), metrics.clone());
+            metrics.touch(&rollup_supervisor_actors::metrics::ACTOR_RESTARTS, &[("actor", "l1")]);
+            Supervisor::start(move |_| {
+                let store = L1Target::new(db);
+                let follower = Follower::new("l1", l1_rpc, store.clone(), l1_cfg, metrics.clone());
+                L1Watcher::new(follower, store, l1_timing, metrics)
+            })
+        };
+
+        let mut l2_watchers: Vec<Addr<L2Watcher>> = Vec::new();
+        for chain in &config.chains {
+            let id = chain.chain_id;
+            let rpc = EthRpc::new(&chain.rpc_url, timeout)
+                .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
+                .with_metrics(metrics.clone(), format!("l2_{id}"));
+            let cfg = FollowConfig {
+                tag: chain.derivation_tag,
+                confirmations: 0,
+                batch_size: chain.batch_size,
+                start_block: None,
+                expected_chain_id: Some(id),
+            };
+            let timing = WatcherTiming {
+                poll_interval: Duration::from_millis(chain.poll_interval_ms),
+                heads_interval: None,
+                ..WatcherTiming::default()
+            };
+            let (db, metrics) = (db.clone(), metrics.clone());
+            metrics
+                .touch(&rollup_supervisor_actors::metrics::ACTOR_RESTARTS, &[("actor", format!("l2_{id}").as_str())]);
+            l2_watchers.push(Supervisor::start(move |_| {
+                let store = L2Target::new(db, id);
+                let follower = Follower::new(format!("l2_{id}"), rpc, store.clone(), cfg, metrics.clone());
+                L2Watcher::new(follower, store, timing, metrics)
+            }));
+        }
+
+        let mut uptime = BTreeMap::new();
+        for chain in config.chains.iter().filter(|c| c.uptime.enabled) {
+            let Some(signer) = signers.remove(&chain.chain_id) else { continue };
+            uptime.insert(chain.chain_id, start_uptime(chain, signer, timeout, db.clone(), metrics.clone())?);
+        }
+
+        let (rpc_server, rpc_addr) =
+            crate::rpc::start(config.rpc.listen, db.clone(), metrics.clone(), uptime.clone(), admin).await?;
+        let health = crate::http::Health {
+            db: db.clone(),
+            l1_watcher: l1_watcher.clone(),
+            signers: uptime.iter().map(|(id, h)| (*id, h.signer.clone())).collect(),
+            max_l1_lag_blocks: config.metrics.ready_max_l1_lag_blocks,
+        };
+        let http_server = crate::http::HttpServer::start(config.metrics.listen, metrics.clone(), health).await?;
+        let metrics_addr = http_server.addr();
+        info!(target: "main", rpc = %rpc_addr, metrics = %metrics_addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
+        Ok(Self { rpc_addr, metrics_addr, metrics, db, l1_watcher, l2_watchers, rpc_server, http_server })
     }
 
-    let mut uptime = BTreeMap::new();
-    for chain in config.chains.iter().filter(|c| c.uptime.enabled) {
-        let Some(signer) = signers.remove(&chain.chain_id) else { continue };
-        uptime.insert(chain.chain_id, start_uptime(chain, signer, timeout, db.clone(), metrics.clone())?);
+    /// Stops taking work, flushes the database and stops the actor system, within
+    /// [`SHUTDOWN_TIMEOUT`].
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Node { db, l1_watcher, l2_watchers, rpc_server, http_server, .. } = self;
+        let stopping = async move {
+            let _ = rpc_server.stop();
+            http_server.stop();
+            let _ = l1_watcher.send(Shutdown).await;
+            for w in &l2_watchers {
+                let _ = w.send(Shutdown).await;
+            }
+            db.send(Flush).await??;
+            anyhow::Ok(())
+        };
+        let result = match tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("shutdown did not finish within {SHUTDOWN_TIMEOUT:?}")),
+        };
+        if result.is_ok() {
+            info!(target: "main", "database flushed; exiting");
+        }
+        System::current().stop();
+        result
     }
-
-    let (server, addr) = crate::rpc::start(config.rpc.listen, db.clone(), metrics.clone(), uptime).await?;
-    info!(target: "main", rpc = %addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
-    debug_fault_injection();
-
-    wait_for_signal().await?;
-    info!(target: "main", "signal received: stopping");
-    let _ = l1_watcher.send(Shutdown).await;
-    for w in &l2_watchers {
-        let _ = w.send(Shutdown).await;
-    }
-    let _ = server.stop();
-    db.send(Flush).await??;
-    info!(target: "main", "database flushed; exiting");
-    System::current().stop();
-    Ok(())
 }
 
 /// Starts one chain's uptime flow: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
@@ -139,14 +206,14 @@ fn start_uptime(
 ) -> anyhow::Result<UptimeHandles> {
     let u = &chain.uptime;
     let id = chain.chain_id;
-    let rpc = EthRpc::new(&chain.rpc_url, timeout).map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?;
+    let rpc = EthRpc::new(&chain.rpc_url, timeout)
+        .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
+        .with_metrics(metrics.clone(), format!("l2_{id}"));
     let signer_address = signer.address();
     let signer_timeout = Duration::from_millis(u.signer.timeout_ms);
     let signer = {
         let metrics = metrics.clone();
-        Supervisor::start(move |_| {
-            SignerActor::new(format!("chain_{id}"), signer, signer_timeout, BreakerConfig::default(), metrics)
-        })
+        Supervisor::start(move |_| SignerActor::new(id, signer, signer_timeout, BreakerConfig::default(), metrics))
     };
     let feed = u.feed_address.context("uptime.feed_address")?;
     let cfg = InjectorConfig {
@@ -175,9 +242,9 @@ fn start_uptime(
         })
     };
     let watchdog = {
-        let (stalled, resumed) = (injector.clone().recipient(), injector.clone().recipient());
+        let reports = Reports::to(&injector);
         let (max_age, every) = (u.max_block_age_secs, Duration::from_millis(u.check_interval_ms));
-        Supervisor::start(move |_| UptimeWatchdog::new(id, rpc, max_age, every, stalled, resumed, metrics))
+        Supervisor::start(move |_| UptimeWatchdog::new(id, rpc, max_age, every, reports, metrics))
     };
     info!(target: "main", chain = id, signer = %signer_address, %feed, "uptime reporting enabled");
     Ok(UptimeHandles { watchdog, signer })

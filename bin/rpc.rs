@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use actix::{Addr, MailboxError};
 use jsonrpsee::{
-    RpcModule,
+    Extensions, RpcModule,
     server::{Server, ServerHandle},
     types::{ErrorObjectOwned, Params},
 };
@@ -13,7 +13,7 @@ use rollup_supervisor_actors::{
     chains_db::{ChainsDbActor, messages::*},
     metrics::Metrics,
     uptime::{
-        messages::{GetSignerHealth, GetWatchdogStatus},
+        messages::{ForceUptimeUpdate, GetSignerHealth, GetWatchdogStatus},
         signer_actor::SignerActor,
         watchdog::UptimeWatchdog,
     },
@@ -22,12 +22,63 @@ use rollup_supervisor_storage::{BlockRef, DerivedPair, StorageError};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+use crate::jwt::{JwtError, JwtSecret};
+
 /// Error code for a valid request about something the database does not hold.
 const NOT_FOUND: i32 = -32001;
 /// Error code for an internal failure (database, mailbox).
 const INTERNAL: i32 = -32603;
 /// Error code for bad parameters.
 const INVALID_PARAMS: i32 = -32602;
+/// Error code for an admin method called without a valid token (or with admin methods off).
+const UNAUTHORIZED: i32 = -32004;
+/// Error code for an admin action that was refused by a safety check.
+const REFUSED: i32 = -32005;
+
+/// Admin access: off (no `rpc.jwt_secret_file`), or the secret that tokens must be signed with.
+#[derive(Clone, Debug)]
+pub struct Admin(Option<JwtSecret>);
+
+impl Admin {
+    /// Reads `rpc.jwt_secret_file` if it is set.
+    pub fn from_config(rpc: &crate::config::RpcConfig) -> Result<Self, crate::config::ConfigError> {
+        let secret = rpc
+            .jwt_secret_file
+            .as_deref()
+            .map(JwtSecret::from_file)
+            .transpose()
+            .map_err(|e| crate::config::ConfigError(format!("invalid value for key `rpc.jwt_secret_file`: {e}")))?;
+        Ok(Self(secret))
+    }
+
+    /// Whether admin methods are on.
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Checks the caller's bearer token.
+    fn authorize(&self, ext: &Extensions) -> Result<(), ErrorObjectOwned> {
+        let Some(secret) = &self.0 else {
+            return Err(err(UNAUTHORIZED, "admin methods are disabled: set `rpc.jwt_secret_file` to enable them"));
+        };
+        let token = ext.get::<Bearer>().and_then(|b| b.0.as_deref());
+        let now = rollup_supervisor_actors::uptime::watchdog::unix_now();
+        token
+            .ok_or(JwtError::Missing)
+            .and_then(|t| secret.verify(t, now))
+            .map_err(|e| err(UNAUTHORIZED, format!("unauthorized: {e}")))
+    }
+}
+
+/// The request's bearer token, copied from the HTTP `Authorization` header into the call's
+/// extensions by the server's HTTP middleware.
+#[derive(Clone, Debug)]
+struct Bearer(Option<String>);
+
+fn bearer(req: &jsonrpsee::server::HttpRequest) -> Bearer {
+    let value = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    Bearer(value.and_then(|v| v.strip_prefix("Bearer ")).map(|t| t.trim().to_owned()))
+}
 
 /// A quantity parameter: `"0x1a"` or `26`.
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +115,15 @@ struct Ctx {
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
+    admin: Admin,
+}
+
+impl Ctx {
+    fn uptime(&self, chain: u64) -> Result<&UptimeHandles, ErrorObjectOwned> {
+        self.uptime
+            .get(&chain)
+            .ok_or_else(|| err(NOT_FOUND, format!("uptime reporting is not enabled for chain {chain}")))
+    }
 }
 
 fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
@@ -106,8 +166,9 @@ fn module(
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
+    admin: Admin,
 ) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
-    let mut m = RpcModule::new(Ctx { db, metrics, uptime });
+    let mut m = RpcModule::new(Ctx { db, metrics, uptime, admin });
     m.register_async_method("supervisor_syncStatus", |_p, ctx: Arc<Ctx>, _| async move {
         let status = ctx.db.send(GetSyncStatus).await.map_err(mailbox_err)?.map_err(storage_err)?;
         let chains: serde_json::Map<String, Value> = status
@@ -141,13 +202,11 @@ fn module(
     })?;
     m.register_async_method("supervisor_uptimeStatus", |p, ctx: Arc<Ctx>, _| async move {
         let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
-        let Some(handles) = ctx.uptime.get(&chain) else {
-            return Err(err(NOT_FOUND, format!("uptime reporting is not enabled for chain {chain}")));
-        };
+        let handles = ctx.uptime(chain)?;
         let watchdog = handles.watchdog.send(GetWatchdogStatus).await.map_err(mailbox_err)?;
         let signer = handles.signer.send(GetSignerHealth).await.map_err(mailbox_err)?;
         let outage = ctx.db.send(GetLastOutage(chain)).await.map_err(mailbox_err)?.map_err(storage_err)?;
-        Ok(json!({
+        Ok::<_, ErrorObjectOwned>(json!({
             "chainId": format!("{chain:#x}"),
             "head": watchdog.head,
             "headAgeSecs": watchdog.head_age_secs,
@@ -156,6 +215,15 @@ fn module(
             "signer": signer,
             "lastOutage": outage,
         }))
+    })?;
+    m.register_async_method("admin_forceUptimeUpdate", |p, ctx: Arc<Ctx>, ext| async move {
+        ctx.admin.authorize(&ext)?;
+        let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
+        let handles = ctx.uptime(chain)?;
+        let outage = handles.watchdog.send(ForceUptimeUpdate).await.map_err(mailbox_err)?;
+        let outage = outage.map_err(|e| err(REFUSED, e))?;
+        tracing::info!(target: "rpc", chain, last_block = outage.last_block.number, nonce = ?outage.nonce, "admin_forceUptimeUpdate: pair pre-positioned");
+        Ok::<_, ErrorObjectOwned>(json!(outage))
     })?;
     m.register_method("supervisor_metrics", |_p, ctx: &Ctx, _| {
         let snapshot = ctx.metrics.snapshot();
@@ -171,13 +239,23 @@ pub async fn start(
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
+    admin: Admin,
 ) -> anyhow::Result<(ServerHandle, SocketAddr)> {
+    if !listen.ip().is_loopback() && !admin.enabled() {
+        tracing::warn!(target: "rpc", %listen, "the JSON-RPC server listens beyond loopback without `rpc.jwt_secret_file`: anyone who can reach it can read it (admin methods stay off)");
+    }
+    let middleware = tower::ServiceBuilder::new().map_request(|mut req: jsonrpsee::server::HttpRequest| {
+        let token = bearer(&req);
+        req.extensions_mut().insert(token);
+        req
+    });
     let server = Server::builder()
+        .set_http_middleware(middleware)
         .build(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (key `rpc.listen`): {e}"))?;
     let addr = server.local_addr()?;
-    let handle = server.start(module(db, metrics, uptime)?);
+    let handle = server.start(module(db, metrics, uptime, admin)?);
     Ok((handle, addr))
 }
 

@@ -12,7 +12,7 @@ use rollup_supervisor_storage::{BlockRef, StorageError};
 use tracing::{info, warn};
 
 use crate::{
-    metrics::Metrics,
+    metrics::{self, Metrics},
     rpc::{BlockTag, EthRpc, RpcError},
 };
 
@@ -169,6 +169,9 @@ impl<S: FollowStore> Follower<S> {
             return Ok(Progress::Idle);
         };
         let target = head.number.saturating_sub(self.cfg.confirmations);
+        let labels = [("watcher", self.name.as_str())];
+        self.metrics.set(&metrics::NODE_HEAD, &labels, target as f64);
+        self.metrics.set(&metrics::SYNC_LAG, &labels, target.saturating_sub(tip.map_or(target, |t| t.number)) as f64);
         let Some(tip) = tip else {
             return self.anchor(target).await;
         };
@@ -209,8 +212,9 @@ impl<S: FollowStore> Follower<S> {
         }
         self.tip = Some(last);
         let labels = [("watcher", self.name.as_str())];
-        self.metrics.add("blocks_recorded_total", &labels, count);
-        self.metrics.set("head_block_number", &labels, last.number);
+        self.metrics.add(&metrics::BLOCKS_RECORDED, &labels, count as f64);
+        self.metrics.set(&metrics::RECORDED_HEAD, &labels, last.number as f64);
+        self.metrics.set(&metrics::SYNC_LAG, &labels, (target - last.number) as f64);
         Ok(Progress::Advanced { behind: target - last.number })
     }
 
@@ -275,8 +279,8 @@ impl<S: FollowStore> Follower<S> {
         );
         self.store.rewind(ancestor, tip.number).await?;
         let labels = [("watcher", self.name.as_str())];
-        self.metrics.inc("reorgs_total", &labels);
-        self.metrics.set("reorg_depth_blocks", &labels, tip.number - ancestor);
+        self.metrics.inc(&metrics::REORGS, &labels);
+        self.metrics.observe(&metrics::REORG_DEPTH, &labels, (tip.number - ancestor) as f64);
         self.tip = None;
         Ok(Progress::Rewound)
     }

@@ -1,7 +1,11 @@
 //! [`EthRpc`]: the few Ethereum JSON-RPC calls the watchers need, over alloy's HTTP client,
 //! with a request timeout and strict validation of what the node answers.
 
-use std::{ops::RangeInclusive, time::Duration};
+use std::{
+    future::IntoFuture as _,
+    ops::RangeInclusive,
+    time::{Duration, Instant},
+};
 
 use alloy::{
     primitives::{Address, B256, Bytes, U64, U128, U256},
@@ -13,6 +17,8 @@ use alloy::{
 };
 use rollup_supervisor_storage::BlockRef;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::{self, Metrics};
 
 /// A block tag (or a number) as `eth_getBlockByNumber` takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +135,8 @@ impl RpcReceipt {
 pub struct EthRpc {
     client: RpcClient,
     endpoint: String,
+    /// Where requests are counted and timed, under the `endpoint` label (`l1`, `l2_<chain>`).
+    metrics: Option<(Metrics, String)>,
 }
 
 impl EthRpc {
@@ -144,7 +152,41 @@ impl EthRpc {
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let client = RpcClient::new(Http::with_client(http, parsed), false);
-        Ok(Self { client, endpoint: redact(url) })
+        Ok(Self { client, endpoint: redact(url), metrics: None })
+    }
+
+    /// Counts and times every request in `metrics` under `endpoint="{label}"` (a role name, never
+    /// the URL, which may carry an API key).
+    pub fn with_metrics(mut self, metrics: Metrics, label: impl Into<String>) -> Self {
+        self.metrics = Some((metrics, label.into()));
+        self
+    }
+
+    /// Runs one request (`method`, or `batch`), counting it, its failure and its duration.
+    async fn timed<T>(
+        &self,
+        method: &str,
+        fut: impl Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, RpcError> {
+        let started = Instant::now();
+        let result = fut.await;
+        if let Some((m, endpoint)) = &self.metrics {
+            let labels = [("endpoint", endpoint.as_str()), ("method", method)];
+            m.inc(&metrics::NODE_REQUESTS, &labels);
+            if result.is_err() {
+                m.inc(&metrics::NODE_ERRORS, &labels);
+            }
+            m.observe_duration(&metrics::NODE_LATENCY, &[("endpoint", endpoint.as_str())], started.elapsed());
+        }
+        result.map_err(|e| self.transport(e))
+    }
+
+    async fn request<P, R>(&self, method: &'static str, params: P) -> Result<R, RpcError>
+    where
+        P: alloy::rpc::json_rpc::RpcSend + 'static,
+        R: alloy::rpc::json_rpc::RpcRecv,
+    {
+        self.timed(method, self.client.request(method, params).into_future()).await
     }
 
     /// The node's address, without credentials.
@@ -162,14 +204,13 @@ impl EthRpc {
 
     /// `eth_chainId`.
     pub async fn chain_id(&self) -> Result<u64, RpcError> {
-        let id: U64 = self.client.request_noparams("eth_chainId").await.map_err(|e| self.transport(e))?;
+        let id: U64 = self.timed("eth_chainId", self.client.request_noparams("eth_chainId").into_future()).await?;
         Ok(id.to())
     }
 
     /// The block the node calls `tag`; `None` if it has none (no safe block yet, for example).
     pub async fn block_by_tag(&self, tag: BlockTag) -> Result<Option<BlockRef>, RpcError> {
-        let header: Option<RpcHeader> =
-            self.client.request("eth_getBlockByNumber", (tag.as_str(), false)).await.map_err(|e| self.transport(e))?;
+        let header: Option<RpcHeader> = self.request("eth_getBlockByNumber", (tag.as_str(), false)).await?;
         header
             .map(|h| h.into_ref().ok_or_else(|| self.bad(format!("the {tag} block has no hash or number"))))
             .transpose()
@@ -177,11 +218,7 @@ impl EthRpc {
 
     /// The block at `number`; `None` if the node does not have it.
     pub async fn block_by_number(&self, number: u64) -> Result<Option<BlockRef>, RpcError> {
-        let header: Option<RpcHeader> = self
-            .client
-            .request("eth_getBlockByNumber", (U64::from(number), false))
-            .await
-            .map_err(|e| self.transport(e))?;
+        let header: Option<RpcHeader> = self.request("eth_getBlockByNumber", (U64::from(number), false)).await?;
         header.map(|h| self.checked(h, number)).transpose()
     }
 
@@ -196,7 +233,7 @@ impl EthRpc {
                 .map_err(|e| self.transport(e))?;
             waiters.push((number, waiter));
         }
-        batch.send().await.map_err(|e| self.transport(e))?;
+        self.timed("batch", batch.send()).await?;
         let mut out = Vec::with_capacity(waiters.len());
         for (number, waiter) in waiters {
             match waiter.await.map_err(|e| self.transport(e))? {
@@ -210,26 +247,25 @@ impl EthRpc {
     /// `eth_call` against the latest block.
     pub async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, RpcError> {
         let req = serde_json::json!({ "to": to, "data": data });
-        self.client.request("eth_call", (req, "latest")).await.map_err(|e| self.transport(e))
+        self.request("eth_call", (req, "latest")).await
     }
 
     /// `eth_getBalance` at the latest block.
     pub async fn balance(&self, who: Address) -> Result<U256, RpcError> {
-        self.client.request("eth_getBalance", (who, "latest")).await.map_err(|e| self.transport(e))
+        self.request("eth_getBalance", (who, "latest")).await
     }
 
     /// `eth_getTransactionCount` at the latest block: the nonce of the account's next
     /// transaction to be mined.
     pub async fn latest_nonce(&self, who: Address) -> Result<u64, RpcError> {
-        let n: U64 =
-            self.client.request("eth_getTransactionCount", (who, "latest")).await.map_err(|e| self.transport(e))?;
+        let n: U64 = self.request("eth_getTransactionCount", (who, "latest")).await?;
         Ok(n.to())
     }
 
     /// `eth_sendRawTransaction`; the node's refusal is a [`RpcError::Transport`] whose message
     /// says why ("nonce too low", "replacement transaction underpriced", ...).
     pub async fn send_raw_transaction(&self, raw: Bytes) -> Result<B256, RpcError> {
-        self.client.request("eth_sendRawTransaction", (raw,)).await.map_err(|e| self.transport(e))
+        self.request("eth_sendRawTransaction", (raw,)).await
     }
 
     /// The latest block's base fee, if the chain has one.
@@ -239,8 +275,7 @@ impl EthRpc {
         struct Fee {
             base_fee_per_gas: Option<U128>,
         }
-        let block: Option<Fee> =
-            self.client.request("eth_getBlockByNumber", ("latest", false)).await.map_err(|e| self.transport(e))?;
+        let block: Option<Fee> = self.request("eth_getBlockByNumber", ("latest", false)).await?;
         Ok(block.and_then(|b| b.base_fee_per_gas).map(|f| f.to()))
     }
 
@@ -250,17 +285,13 @@ impl EthRpc {
         struct Txs {
             transactions: Vec<RpcTx>,
         }
-        let block: Option<Txs> = self
-            .client
-            .request("eth_getBlockByNumber", (U64::from(number), true))
-            .await
-            .map_err(|e| self.transport(e))?;
+        let block: Option<Txs> = self.request("eth_getBlockByNumber", (U64::from(number), true)).await?;
         Ok(block.map(|b| b.transactions))
     }
 
     /// `eth_getTransactionReceipt`.
     pub async fn receipt(&self, hash: B256) -> Result<Option<RpcReceipt>, RpcError> {
-        self.client.request("eth_getTransactionReceipt", (hash,)).await.map_err(|e| self.transport(e))
+        self.request("eth_getTransactionReceipt", (hash,)).await
     }
 
     fn checked(&self, header: RpcHeader, number: u64) -> Result<BlockRef, RpcError> {

@@ -10,7 +10,7 @@ use rollup_supervisor_storage::{BlockRef, ChainMode, ChainsDb, Recorded, Storage
 use crate::{
     chains_db::{ChainsDbActor, messages::*},
     follow::{FollowConfig, FollowError, FollowStore, Follower},
-    metrics::Metrics,
+    metrics::{self, Metrics},
     rpc::{BlockTag, EthRpc},
     watcher::{
         Watcher, WatcherTiming,
@@ -42,7 +42,7 @@ async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
 
 #[actix::test]
 async fn chains_db_actor_writes_and_answers() {
-    let db = ChainsDbActor::start(ChainsDb::temporary().expect("temporary db"));
+    let db = ChainsDbActor::start(ChainsDb::temporary().expect("temporary db"), Metrics::default());
     db.send(RegisterChain { chain: 9, mode: ChainMode::FollowsL1 }).await.unwrap().unwrap();
     let blocks: Vec<_> = (0..=2).map(|n| block(n, 1)).collect();
     assert_eq!(db.send(NewL1Blocks(blocks)).await.unwrap().unwrap(), Recorded::Appended(3));
@@ -129,7 +129,7 @@ async fn a_watcher_whose_database_is_gone_is_restarted_with_backoff_and_counted(
     let addr = Supervisor::start(move |_| fake_watcher(s, m));
     let restarted = eventually(10, async || addr.send(GetStatus).await.is_ok_and(|s| s.restarts >= 3)).await;
     assert!(restarted, "the supervisor did not restart the watcher");
-    assert!(metrics.get("actor_restarts_total", &[("actor", "fake")]) >= 3);
+    assert!(metrics.get(&metrics::ACTOR_RESTARTS, &[("actor", "fake")]) >= 3.0);
     assert!(store.tips.get() >= 3, "each restart reloads its state from the store");
 }
 
@@ -143,7 +143,7 @@ async fn a_node_that_is_down_is_retried_without_restarts_and_shutdown_stops_the_
     let status = addr.send(GetStatus).await.unwrap();
     assert_eq!(status.restarts, 0, "a dead node is waited out, not a reason to restart");
     assert!(status.last_error.is_some_and(|e| e.contains("127.0.0.1:9")));
-    assert!(metrics.get("rpc_errors_total", &[("watcher", "fake")]) >= 2);
+    assert!(metrics.get(&metrics::WATCHER_ERRORS, &[("watcher", "fake"), ("kind", "rpc")]) >= 2.0);
 
     addr.send(Shutdown).await.unwrap();
     let after = addr.send(GetStatus).await.unwrap().consecutive_failures;
@@ -165,7 +165,7 @@ mod signer_actor {
     };
 
     use crate::{
-        metrics::Metrics,
+        metrics::{self, Metrics},
         uptime::{
             messages::{GetSignerHealth, SignTransaction},
             signer_actor::{BreakerConfig, SignError, SignerActor},
@@ -190,7 +190,7 @@ mod signer_actor {
         let signer = Signer::Web3(Web3Signer::new(stand_in.config()).unwrap());
         let breaker = BreakerConfig { threshold: 2, cool_down: Duration::from_millis(300) };
         let metrics = Metrics::default();
-        let actor = SignerActor::new("t".into(), signer, Duration::from_millis(200), breaker, metrics.clone()).start();
+        let actor = SignerActor::new(7, signer, Duration::from_millis(200), breaker, metrics.clone()).start();
 
         assert!(actor.send(SignTransaction(tx())).await.unwrap().is_ok());
         stand_in.set_mode(Mode::Slow(Duration::from_secs(5)));
@@ -204,12 +204,16 @@ mod signer_actor {
         assert_eq!(stand_in.sign_requests(), before, "an open breaker makes no request");
         let health = actor.send(GetSignerHealth).await.unwrap();
         assert!(health.breaker_open && health.consecutive_failures >= 2);
-        assert!(metrics.get("signer_breaker_opened_total", &[("signer", "t")]) >= 1);
+        assert!(metrics.get(&metrics::SIGNER_BREAKER_OPENED, &[("chain", "7")]) >= 1.0);
+        assert_eq!(metrics.get(&metrics::SIGNER_BREAKER, &[("chain", "7")]), 1.0, "open");
+        assert!(metrics.get(&metrics::SIGNER_ERRORS, &[("chain", "7"), ("backend", "web3signer")]) >= 2.0);
 
         stand_in.set_mode(Mode::Normal);
         let healed = super::eventually(10, async || actor.send(SignTransaction(tx())).await.unwrap().is_ok()).await;
         assert!(healed, "the half-open probe signs once the signer is back");
         let health = actor.send(GetSignerHealth).await.unwrap();
         assert!(!health.breaker_open && health.consecutive_failures == 0);
+        assert_eq!(metrics.get(&metrics::SIGNER_BREAKER, &[("chain", "7")]), 0.0, "closed");
+        assert!(metrics.get(&metrics::SIGNER_LATENCY, &[("chain", "7"), ("backend", "web3signer")]) >= 2.0);
     }
 }

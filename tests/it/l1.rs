@@ -81,8 +81,9 @@ async fn live_reorgs_of_depth_1_5_and_30_end_equal_to_the_canonical_chain() -> R
         let new_head = reorg.new_head().clone();
         sup.wait_l1(new_head.number, &new_head.hash, WAIT).await?;
     }
-    let reorgs = sup.ok("supervisor_metrics", json!([])).await?;
-    assert!(reorgs["reorgs_total{watcher=\"l1\"}"].as_u64() >= Some(3), "{reorgs}");
+    let reorgs = sup.metric("reorgs_total{watcher=\"l1\"}").await?;
+    assert!(reorgs >= 3.0, "{reorgs}");
+    assert!(sup.metric("reorg_depth_blocks_count{watcher=\"l1\"}").await? >= 3.0);
     let n = anvil.block_number().await?;
     stop_and_compare(&mut sup, &anvil, 0, n).await
 }

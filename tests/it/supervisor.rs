@@ -38,6 +38,8 @@ pub struct Spec {
     pub batch_size: u64,
     pub chains: Vec<ChainSpec>,
     pub extra_l1: String,
+    /// More TOML for `[rpc]`.
+    pub extra_rpc: String,
     pub env: Vec<(&'static str, &'static str)>,
 }
 
@@ -50,6 +52,7 @@ impl Spec {
             batch_size: 100,
             chains: Vec::new(),
             extra_l1: String::new(),
+            extra_rpc: String::new(),
             env: Vec::new(),
         }
     }
@@ -66,6 +69,8 @@ impl Spec {
             out += &format!("start_block = {start}\n");
         }
         out += "[rpc]\nlisten = \"127.0.0.1:0\"\n";
+        out += &self.extra_rpc;
+        out += "[metrics]\nlisten = \"127.0.0.1:0\"\n";
         for c in &self.chains {
             out += &format!(
                 "[[chains]]\nchain_id = {}\nrpc_url = {:?}\nderivation_tag = {:?}\npoll_interval_ms = 100\n",
@@ -84,6 +89,8 @@ pub struct Supervisor {
     log_start: usize,
     pub dir: tempfile::TempDir,
     pub rpc_url: String,
+    /// `http://host:port` of `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_url: String,
     log: PathBuf,
 }
 
@@ -98,8 +105,14 @@ impl Supervisor {
     /// Writes the config and starts the binary, without waiting for anything.
     pub fn launch(spec: &Spec) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut sup =
-            Self { child: None, log_start: 0, rpc_url: String::new(), log: dir.path().join("supervisor.log"), dir };
+        let mut sup = Self {
+            child: None,
+            log_start: 0,
+            rpc_url: String::new(),
+            metrics_url: String::new(),
+            log: dir.path().join("supervisor.log"),
+            dir,
+        };
         sup.spawn(spec)?;
         Ok(sup)
     }
@@ -139,27 +152,21 @@ impl Supervisor {
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let log_path = self.log.clone();
         let start = self.log_start;
-        let url = wait_for("the supervisor's RPC server", Duration::from_secs(30), Duration::from_millis(50), || {
+        let urls = wait_for("the supervisor's RPC server", Duration::from_secs(30), Duration::from_millis(50), || {
             let log_path = log_path.clone();
             async move {
                 let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-                // This run's "running" line names the bound address.
-                Ok(text
-                    .get(start..)
-                    .unwrap_or_default()
-                    .lines()
-                    .find(|l| l.contains("rollup-supervisor running"))
-                    .and_then(|l| {
-                        let at = l.find("rpc=")? + 4;
-                        let addr: String = l[at..].chars().take_while(|c| !c.is_whitespace()).collect();
-                        Some(format!("http://{addr}"))
-                    }))
+                // This run's "running" line names the bound addresses.
+                let line =
+                    text.get(start..).unwrap_or_default().lines().find(|l| l.contains("rollup-supervisor running"));
+                Ok(line.and_then(|l| Some((field_url(l, "rpc=")?, field_url(l, "metrics=")?))))
             }
         })
         .await;
-        match url {
-            Ok(url) => {
-                self.rpc_url = url;
+        match urls {
+            Ok((rpc, metrics)) => {
+                self.rpc_url = rpc;
+                self.metrics_url = metrics;
                 Ok(())
             }
             Err(e) => bail!("{e:#}\nsupervisor log:\n{}", self.log_text()),
@@ -198,9 +205,21 @@ impl Supervisor {
         self.call(method, params).await?.map_err(|e| anyhow::anyhow!("{method}: {e}"))
     }
 
-    /// One series of `supervisor_metrics` (0 if absent).
-    pub async fn metric(&self, key: &str) -> anyhow::Result<u64> {
-        Ok(self.ok("supervisor_metrics", json!([])).await?[key].as_u64().unwrap_or(0))
+    /// `GET` one of the metrics server's paths: status and body.
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let reply = reqwest::Client::new()
+            .get(format!("{}{path}", self.metrics_url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        Ok((reply.status().as_u16(), reply.text().await?))
+    }
+
+    /// One series scraped from `/metrics`, named without the `rollup_supervisor_` prefix and with
+    /// its labels as exported (`reorgs_total{watcher="l1"}`); 0 if absent.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let (_, text) = self.http_get("/metrics").await?;
+        Ok(scraped(&text, &format!("rollup_supervisor_{series}")).unwrap_or(0.0))
     }
 
     /// The recorded L1 latest block number, if any.
@@ -270,6 +289,18 @@ pub fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
         bail!("kill -{sig} {pid} failed");
     }
     Ok(())
+}
+
+/// The value of `series` in a Prometheus text exposition.
+pub fn scraped(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `http://<addr>` from the `key=<addr>` field of a log line.
+fn field_url(line: &str, key: &str) -> Option<String> {
+    let at = line.find(key)? + key.len();
+    let addr: String = line[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+    Some(format!("http://{addr}"))
 }
 
 pub fn hex_u64(s: &str) -> anyhow::Result<u64> {

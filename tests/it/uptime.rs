@@ -284,7 +284,7 @@ async fn a_long_outage_lands_exactly_one_pair_with_a_fresh_up_timestamp() -> Res
     let first = f.wait_pair_pooled().await?;
     // Many refresh intervals: the pooled pair is replaced (new hashes, same nonces).
     wait_for("several refreshes", WAIT, Duration::from_millis(100), || async {
-        Ok((sup.metric("uptime_pair_refreshes_total{chain=\"901\"}").await? >= 8).then_some(()))
+        Ok((sup.metric("pair_refreshes_total{chain=\"901\"}").await? >= 8.0).then_some(()))
     })
     .await?;
     let now = f.wait_pair_pooled().await?;
@@ -316,7 +316,7 @@ async fn a_restart_mid_outage_and_a_start_during_an_outage_land_exactly_one_pair
     assert_eq!(sup.stop().await?, 0);
     sup.restart(&spec).await?;
     wait_for("a refresh after the restart", WAIT, Duration::from_millis(100), || async {
-        Ok((sup.metric("uptime_pair_refreshes_total{chain=\"901\"}").await? >= 1).then_some(()))
+        Ok((sup.metric("pair_refreshes_total{chain=\"901\"}").await? >= 1.0).then_some(()))
     })
     .await?;
     let after = f.wait_pair_pooled().await?;
@@ -337,7 +337,7 @@ async fn a_signer_down_during_the_outage_delays_nothing_and_the_pair_lands_once_
     let (_, last_ts) = f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     wait_for("signing failures counted", WAIT, Duration::from_millis(100), || async {
-        Ok((sup.metric("uptime_sign_errors_total{chain=\"901\"}").await? >= 3).then_some(()))
+        Ok((sup.metric("signer_errors_total{chain=\"901\",backend=\"web3signer\"}").await? >= 3.0).then_some(()))
     })
     .await?;
     assert!(f.pooled().await?.is_empty(), "nothing pooled without a signature");
@@ -362,7 +362,7 @@ async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Res
     let (_, last_ts) = f.stop_sequencer().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
     wait_for("the unfunded alert", WAIT, Duration::from_millis(100), || async {
-        Ok((sup.metric("uptime_signer_unfunded{chain=\"901\"}").await? == 1).then_some(()))
+        Ok((sup.metric("signer_unfunded{chain=\"901\"}").await? == 1.0).then_some(()))
     })
     .await?;
     assert!(sup.log_text().contains("signer balance below 2 x gas_limit x max_fee"));
@@ -427,8 +427,7 @@ async fn a_signature_from_the_wrong_key_is_refused_and_a_missing_role_is_reporte
         Ok(sup.log_text().contains("lacks FEED_UPDATER_ROLE").then_some(()))
     })
     .await?;
-    let m = sup.ok("supervisor_metrics", json!([])).await?;
-    assert_eq!(m["uptime_signer_missing_role{chain=\"901\"}"], json!(1));
+    assert_eq!(sup.metric("signer_missing_role{chain=\"901\"}").await?, 1.0);
     Ok(())
 }
 
@@ -480,8 +479,7 @@ async fn a_pair_that_does_not_land_first_is_reported_and_retried_with_the_origin
     assert_ne!(txs[0].2, Some((1, last_ts)), "the first block did not start with the down update");
     let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
     assert_eq!(status["lastOutage"]["result"]["first"], json!(false), "{status}");
-    let m = sup.ok("supervisor_metrics", json!([])).await?;
-    assert!(m["uptime_pair_failures_total{chain=\"901\"}"].as_u64() >= Some(1), "{m}");
+    assert!(sup.metric("injections_total{chain=\"901\",result=\"failed\"}").await? >= 1.0);
     assert!(sup.log_text().contains("did not land first"));
     let (_, answer, started_at) = f.latest_round().await?;
     assert_eq!(answer, 0, "the feed ends up");
@@ -506,7 +504,8 @@ async fn an_l2_node_that_is_down_or_serves_another_chain_gets_no_injection_and_l
     spec.chains[0].rpc_url = proxy.url();
     let sup = Supervisor::start(&spec).await?;
     wait_for("L2 read errors counted", WAIT, Duration::from_millis(100), || async {
-        Ok((sup.metric("uptime_rpc_errors_total{chain=\"901\"}").await? >= 3).then_some(()))
+        Ok((sup.metric("node_rpc_errors_total{endpoint=\"l2_901\",method=\"eth_getBlockByNumber\"}").await? >= 3.0)
+            .then_some(()))
     })
     .await?;
     let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;

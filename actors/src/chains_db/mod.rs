@@ -4,33 +4,81 @@
 
 pub mod messages;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Instant,
+};
 
 use actix::{Actor, Addr, Handler, SyncArbiter, SyncContext};
 use rollup_supervisor_storage::{ChainsDb, StorageError};
 use tracing::{info, warn};
 
 use self::messages::*;
+use crate::metrics::{self, Metrics};
 
 /// The actor that owns the [`ChainsDb`].
 #[derive(Debug)]
 pub struct ChainsDbActor {
     db: Arc<Mutex<ChainsDb>>,
+    metrics: Metrics,
 }
 
 impl ChainsDbActor {
     /// Starts the actor on a dedicated thread. If it ever stops, the arbiter starts a fresh one
     /// over the same database.
-    pub fn start(db: ChainsDb) -> Addr<ChainsDbActor> {
+    pub fn start(db: ChainsDb, metrics: Metrics) -> Addr<ChainsDbActor> {
         let db = Arc::new(Mutex::new(db));
-        SyncArbiter::start(1, move || ChainsDbActor { db: db.clone() })
+        let actor = ChainsDbActor { db, metrics };
+        actor.export_heads();
+        SyncArbiter::start(1, move || ChainsDbActor { db: actor.db.clone(), metrics: actor.metrics.clone() })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChainsDb> {
+        // A poisoned lock means a previous handler panicked; the process exits on panic, so this
+        // is only reachable in tests. sled's state is consistent either way.
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>) -> Result<T, StorageError> {
-        // A poisoned lock means a previous handler panicked; the process exits on panic, so this
-        // is only reachable in tests. sled's state is consistent either way.
-        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut db)
+        f(&mut self.lock())
+    }
+
+    /// Runs a write: timed, its failure counted, and the recorded heads exported afterwards.
+    fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let started = Instant::now();
+        let result = self.with(f);
+        self.metrics.observe_duration(&metrics::DB_WRITE_LATENCY, &[("op", op)], started.elapsed());
+        if result.is_err() {
+            self.metrics.inc(&metrics::DB_ERRORS, &[("op", op)]);
+        }
+        self.export_heads();
+        result
+    }
+
+    /// Exports what the database holds: the L1 heads, each chain's derivation head, its size.
+    fn export_heads(&self) {
+        let db = self.lock();
+        let m = &self.metrics;
+        if let Ok(heads) = db.heads() {
+            for (label, head) in [("latest", heads.latest), ("safe", heads.safe), ("finalized", heads.finalized)] {
+                m.set(&metrics::L1_HEAD, &[("head", label)], head.map_or(0.0, |b| b.number as f64));
+            }
+        }
+        for chain in db.chains() {
+            let chain_label = chain.to_string();
+            let labels = [("chain", chain_label.as_str())];
+            if let Ok(latest) = db.latest(chain) {
+                m.set(&metrics::DERIVED_L2, &labels, latest.map_or(0.0, |p| p.derived.number as f64));
+                m.set(&metrics::DERIVED_L1, &labels, latest.map_or(0.0, |p| p.source.number as f64));
+            }
+        }
+        if let Ok(size) = db.size_on_disk() {
+            m.set(&metrics::DB_SIZE, &[], size as f64);
+        }
     }
 }
 
@@ -38,7 +86,8 @@ impl Actor for ChainsDbActor {
     type Context = SyncContext<Self>;
 }
 
-/// Implements `Handler<$msg>` by running `$body` (a closure over the db and the message).
+/// Implements `Handler<$msg>` by running `$body` (a closure over the db and the message); with
+/// `write "op"`, as a timed write whose errors are counted under `op`.
 macro_rules! handle {
     ($msg:ty, |$db:ident, $m:ident| $body:expr) => {
         impl Handler<$msg> for ChainsDbActor {
@@ -48,14 +97,22 @@ macro_rules! handle {
             }
         }
     };
+    (write $op:literal, $msg:ty, |$db:ident, $m:ident| $body:expr) => {
+        impl Handler<$msg> for ChainsDbActor {
+            type Result = <$msg as actix::Message>::Result;
+            fn handle(&mut self, $m: $msg, _: &mut SyncContext<Self>) -> Self::Result {
+                self.write($op, |$db| $body)
+            }
+        }
+    };
 }
 
-handle!(NewL1Blocks, |db, m| db.record_l1(&m.0));
-handle!(L1Reorg, |db, m| {
+handle!(write "record_l1", NewL1Blocks, |db, m| db.record_l1(&m.0));
+handle!(write "rewind_l1", L1Reorg, |db, m| {
     warn!(target: "chains_db", old_tip = m.old_tip, common_ancestor = m.common_ancestor, "rewinding L1 and every chain");
     db.rewind_l1(m.common_ancestor)
 });
-handle!(NewL1Heads, |db, m| {
+handle!(write "set_heads", NewL1Heads, |db, m| {
     // Finality first: if it fails (a regression, a conflict), the safe head is still worth keeping.
     let finalized = m.finalized.map(|f| db.set_finalized(f)).transpose();
     if let Some(safe) = m.safe {
@@ -63,12 +120,12 @@ handle!(NewL1Heads, |db, m| {
     }
     finalized.map(|_| ())
 });
-handle!(NewDerivedBlocks, |db, m| db.record_derived_from_head(m.chain, &m.blocks));
-handle!(L2Reorg, |db, m| {
+handle!(write "record_derived", NewDerivedBlocks, |db, m| db.record_derived_from_head(m.chain, &m.blocks));
+handle!(write "rewind_chain", L2Reorg, |db, m| {
     warn!(target: "chains_db", chain = m.chain, common_ancestor = m.common_ancestor, "rewinding chain");
     db.rewind_chain(m.chain, m.common_ancestor)
 });
-handle!(RegisterChain, |db, m| {
+handle!(write "add_chain", RegisterChain, |db, m| {
     info!(target: "chains_db", chain = m.chain, mode = ?m.mode, "chain registered");
     db.add_chain(m.chain, m.mode)
 });
@@ -93,6 +150,6 @@ handle!(GetLocalSafe, |db, m| db.latest(m.0));
 handle!(GetDerivedAt, |db, m| db.derived_at(m.chain, m.l1));
 handle!(GetDerivedFrom, |db, m| db.derived_from(m.chain, m.l2));
 handle!(Check, |db, _m| db.check());
-handle!(Flush, |db, _m| db.flush());
-handle!(PutOutage, |db, m| db.put_outage(&m.0));
+handle!(write "flush", Flush, |db, _m| db.flush());
+handle!(write "put_outage", PutOutage, |db, m| db.put_outage(&m.0));
 handle!(GetLastOutage, |db, m| db.last_outage(m.0));

@@ -19,6 +19,7 @@ use alloy::{
     primitives::{Address, B256, Bytes, TxKind, U256},
 };
 use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord, OutageResult};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::{
@@ -33,7 +34,7 @@ use crate::{
         ChainsDbActor,
         messages::{GetLastOutage, PutOutage},
     },
-    metrics::Metrics,
+    metrics::{self, Family, Metrics},
     rpc::{EthRpc, RpcReceipt},
 };
 
@@ -88,7 +89,17 @@ pub struct Injector<S> {
     unfunded: bool,
     /// Head when the newest pair was sent after resumption (a retry waits one block).
     retry_sent_at: Option<u64>,
+    /// When `signer_balance_wei` was last read.
+    balance_read_at: Option<std::time::Instant>,
+    /// Why the pair could not be pre-positioned the last time it was tried (for the operator).
+    blocked: Option<String>,
 }
+
+/// The `result` label values of `injections_total`.
+const INJECTION_RESULTS: [&str; 4] = ["landed_first", "landed_not_first", "already_reported", "failed"];
+
+/// How often the balance is read while no outage is in progress.
+const BALANCE_EVERY: Duration = Duration::from_secs(30);
 
 /// Why an operation did not complete; logged and counted, then retried on the next tick.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +143,8 @@ impl<S: Submitter> Injector<S> {
             warned_cap: false,
             unfunded: false,
             retry_sent_at: None,
+            balance_read_at: None,
+            blocked: None,
         }
     }
 
@@ -139,19 +152,56 @@ impl<S: Submitter> Injector<S> {
         [("chain", self.cfg.chain.to_string())]
     }
 
-    fn count(&self, name: &str) {
+    fn count(&self, family: &Family) {
         let [(k, v)] = self.labels();
-        self.metrics.inc(name, &[(k, v.as_str())]);
+        self.metrics.inc(family, &[(k, v.as_str())]);
     }
 
-    fn gauge(&self, name: &str, value: u64) {
+    fn gauge(&self, family: &Family, value: f64) {
         let [(k, v)] = self.labels();
-        self.metrics.set(name, &[(k, v.as_str())], value);
+        self.metrics.set(family, &[(k, v.as_str())], value);
+    }
+
+    /// Counts the outcome of an outage report (`injections_total{result}`).
+    fn injection(&self, result: &str) {
+        let [(k, v)] = self.labels();
+        self.metrics.inc(&metrics::INJECTIONS, &[(k, v.as_str()), ("result", result)]);
+    }
+
+    /// Creates every per-chain series at zero, so that alerts on `increase()` see the first event.
+    fn init_metrics(&self) {
+        let [(k, v)] = self.labels();
+        let labels = [(k, v.as_str())];
+        for family in [
+            &metrics::OUTAGES,
+            &metrics::PAIRS_SUBMITTED,
+            &metrics::PAIR_REFRESHES,
+            &metrics::SUBMIT_ERRORS,
+            &metrics::UPTIME_ERRORS,
+            &metrics::FEE_CAP_REACHED,
+        ] {
+            self.metrics.touch(family, &labels);
+        }
+        for result in INJECTION_RESULTS {
+            self.metrics.touch(&metrics::INJECTIONS, &[(k, v.as_str()), ("result", result)]);
+        }
+        for family in [&metrics::WRONG_CHAIN, &metrics::SIGNER_MISSING_ROLE, &metrics::SIGNER_UNFUNDED] {
+            self.metrics.set(family, &labels, 0.0);
+        }
+    }
+
+    /// Reads the signer's balance into `signer_balance_wei`.
+    async fn read_balance(&mut self) -> Result<U256, InjectError> {
+        let balance = self.rpc.balance(self.signer_address).await?;
+        self.gauge(&metrics::SIGNER_BALANCE, f64::from(balance));
+        self.balance_read_at = Some(std::time::Instant::now());
+        Ok(balance)
     }
 
     /// Start-up: checks the chain id and the signer's role, and picks up an unfinished outage
     /// from the journal.
     pub async fn start(&mut self) -> Result<(), InjectError> {
+        self.init_metrics();
         let last =
             self.db.send(GetLastOutage(self.cfg.chain)).await.map_err(|e| InjectError::Journal(e.to_string()))?;
         if let Some(record) = last.map_err(|e| InjectError::Journal(e.to_string()))?
@@ -170,18 +220,23 @@ impl<S: Submitter> Injector<S> {
         }
         let chain_id = self.rpc.chain_id().await?;
         if chain_id != self.cfg.chain {
-            self.gauge("uptime_wrong_chain", 1);
+            self.gauge(&metrics::WRONG_CHAIN, 1.0);
+            self.blocked = Some(format!("the L2 node serves chain {chain_id}, not {}", self.cfg.chain));
             error!(target: "uptime", chain = self.cfg.chain, node_chain = chain_id, "the L2 node serves another chain: refusing to inject");
             return Ok(());
         }
         let data = self.rpc.call(self.cfg.feed, feed::has_role(feed::FEED_UPDATER_ROLE, self.signer_address)).await?;
         match feed::decode_bool(&data) {
             Some(true) => {
-                self.gauge("uptime_signer_missing_role", 0);
+                self.gauge(&metrics::SIGNER_MISSING_ROLE, 0.0);
                 self.preflight_ok = true;
             }
             Some(false) => {
-                self.gauge("uptime_signer_missing_role", 1);
+                self.gauge(&metrics::SIGNER_MISSING_ROLE, 1.0);
+                self.blocked = Some(format!(
+                    "the signer {} lacks FEED_UPDATER_ROLE on the feed {}",
+                    self.signer_address, self.cfg.feed
+                ));
                 error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, feed = %self.cfg.feed, "the signer lacks FEED_UPDATER_ROLE on the feed: updates would revert; grant the role");
             }
             None => return Err(InjectError::Feed(self.cfg.feed)),
@@ -196,16 +251,42 @@ impl<S: Submitter> Injector<S> {
         let same = self.outage.as_ref().is_some_and(|o| o.down_ts() == last_block.timestamp);
         if !same {
             let record = OutageRecord::new(self.cfg.chain, last_block);
+            self.count(&metrics::OUTAGES);
             self.journal(&record).await?;
             self.outage = Some(record);
         }
         self.pre_position().await
     }
 
+    /// The operator forced an outage after `last_block`: handled as a stall, unless an earlier
+    /// outage is still being confirmed. Answers the outage once its pair is pre-positioned (or
+    /// the feed already shows it), or why not.
+    pub async fn on_forced(&mut self, last_block: BlockRef) -> Result<OutageRecord, String> {
+        if let Some(o) = &self.outage
+            && self.phase == Phase::Confirming
+            && o.down_ts() != last_block.timestamp
+        {
+            return Err(format!(
+                "the outage after block {} is still being confirmed; try again once it is reported",
+                o.last_block.number
+            ));
+        }
+        self.on_stalled(last_block).await.map_err(|e| e.to_string())?;
+        match &self.outage {
+            Some(o) if !o.tx_hashes.is_empty() || o.result != OutageResult::Pending => Ok(o.clone()),
+            _ => Err(self.blocked.clone().unwrap_or_else(|| "the pair was not pre-positioned; see the log".into())),
+        }
+    }
+
     /// The refresh tick: pre-position (or refresh) while stalled; confirm after resumption.
     pub async fn tick(&mut self) -> Result<(), InjectError> {
         match self.phase {
-            Phase::Idle => Ok(()),
+            Phase::Idle => {
+                if self.balance_read_at.is_none_or(|at| at.elapsed() >= BALANCE_EVERY) {
+                    self.read_balance().await?;
+                }
+                Ok(())
+            }
             Phase::Stalled => self.pre_position().await,
             Phase::Confirming => self.confirm().await,
         }
@@ -241,7 +322,7 @@ impl<S: Submitter> Injector<S> {
         let refresh = !outage.tx_hashes.is_empty();
         if !refresh && self.feed_shows(outage.down_ts()).await? {
             info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed already shows this outage: nothing to inject");
-            self.count("uptime_already_reported_total");
+            self.injection("already_reported");
             return self.finish(OutageResult::AlreadyReported, None).await;
         }
         self.send_pair(refresh).await
@@ -257,7 +338,7 @@ impl<S: Submitter> Injector<S> {
             if bumped > self.cfg.fee_cap {
                 if !self.warned_cap {
                     self.warned_cap = true;
-                    self.count("uptime_fee_cap_reached_total");
+                    self.count(&metrics::FEE_CAP_REACHED);
                     warn!(target: "uptime", chain = self.cfg.chain, fee_cap = self.cfg.fee_cap, up_ts = ?outage.up_ts, "fee cap reached: the pooled pair can no longer be replaced, so its up timestamp ages from now on");
                 }
                 return Ok(());
@@ -275,20 +356,21 @@ impl<S: Submitter> Injector<S> {
         });
 
         let need = U256::from(self.cfg.gas_limit) * U256::from(max_fee) * U256::from(2);
-        let balance = self.rpc.balance(self.signer_address).await?;
+        let balance = self.read_balance().await?;
         if balance < need {
             if !self.unfunded {
                 self.unfunded = true;
                 error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, %balance, %need, "signer balance below 2 x gas_limit x max_fee: not injecting until funded");
             }
-            self.gauge("uptime_signer_unfunded", 1);
+            self.gauge(&metrics::SIGNER_UNFUNDED, 1.0);
+            self.blocked = Some(format!("the signer {} holds {balance} wei, needs {need}", self.signer_address));
             return Ok(());
         }
         if self.unfunded {
             self.unfunded = false;
             info!(target: "uptime", chain = self.cfg.chain, %balance, "signer funded again");
         }
-        self.gauge("uptime_signer_unfunded", 0);
+        self.gauge(&metrics::SIGNER_UNFUNDED, 0.0);
 
         // The mined nonce, not the pending one: a pair already pooled by another instance (or an
         // earlier run) holds these nonces, and ours must replace it rather than queue behind it.
@@ -318,7 +400,7 @@ impl<S: Submitter> Injector<S> {
             [Submitted::NonceTooLow, _] | [_, Submitted::NonceTooLow] => {
                 // The nonce was used (a pair landed, or another sender): resync and look again.
                 warn!(target: "uptime", chain = self.cfg.chain, nonce, "nonce too low: resyncing");
-                self.count("uptime_submit_errors_total");
+                self.count(&metrics::SUBMIT_ERRORS);
                 outage.nonce = None;
                 outage.tx_hashes.clear();
                 self.outage = Some(outage);
@@ -337,10 +419,11 @@ impl<S: Submitter> Injector<S> {
                 return Ok(());
             }
             other => {
-                self.count("uptime_submit_errors_total");
+                self.count(&metrics::SUBMIT_ERRORS);
                 error!(target: "uptime", chain = self.cfg.chain, outcome = ?other, "the node refused the update pair");
+                self.blocked = Some(format!("the node refused the pair: {other:?}"));
                 if other.contains(&Submitted::InsufficientFunds) {
-                    self.gauge("uptime_signer_unfunded", 1);
+                    self.gauge(&metrics::SIGNER_UNFUNDED, 1.0);
                 }
                 return Ok(());
             }
@@ -351,7 +434,8 @@ impl<S: Submitter> Injector<S> {
         outage.up_ts = Some(up_ts);
         outage.tx_hashes = hashes;
         self.journal(&outage).await?;
-        self.count(if refresh { "uptime_pair_refreshes_total" } else { "uptime_pairs_submitted_total" });
+        self.blocked = None;
+        self.count(if refresh { &metrics::PAIR_REFRESHES } else { &metrics::PAIRS_SUBMITTED });
         if !refresh {
             info!(target: "uptime", chain = self.cfg.chain, nonce, down_ts, up_ts, max_fee, "update pair pre-positioned");
         }
@@ -361,10 +445,7 @@ impl<S: Submitter> Injector<S> {
 
     async fn sign(&self, tx: TxEip1559) -> Result<Signed<TxEip1559>, InjectError> {
         let result = self.signer.send(SignTransaction(tx)).await.map_err(|_| SignError::Gone)?;
-        result.map_err(|e| {
-            self.count("uptime_sign_errors_total");
-            InjectError::Sign(e)
-        })
+        result.map_err(InjectError::Sign)
     }
 
     /// After resumption: did the pair land first in the first block after the gap?
@@ -397,7 +478,7 @@ impl<S: Submitter> Injector<S> {
                 warn!(target: "uptime", chain = self.cfg.chain, ?round, up, "the feed's latest round is not our up round");
             }
             info!(target: "uptime", chain = self.cfg.chain, block = first_block, down_ts, up_ts = up, "update pair landed first in the first block after the gap");
-            self.count("uptime_pairs_landed_total");
+            self.injection("landed_first");
             return self.finish(OutageResult::Landed { first: true }, Some(first_block)).await;
         }
 
@@ -408,14 +489,14 @@ impl<S: Submitter> Injector<S> {
         }
         if receipts.len() == 2 && receipts.iter().all(|r| r.as_ref().is_some_and(RpcReceipt::succeeded)) {
             let block = receipts[0].as_ref().and_then(|r| r.block_number).map(|b| b.to::<u64>());
-            self.count("uptime_pair_not_first_total");
+            self.injection("landed_not_first");
             error!(target: "uptime", chain = self.cfg.chain, ?block, first_block, "update pair landed, but NOT first in the first block after the gap");
             return self.finish(OutageResult::Landed { first: false }, block).await;
         }
         let reverted = receipts.iter().any(|r| r.as_ref().is_some_and(RpcReceipt::reverted));
         if !reverted && self.feed_shows(down_ts).await? {
             info!(target: "uptime", chain = self.cfg.chain, down_ts, "the feed shows this outage (reported by another sender)");
-            self.count("uptime_already_reported_total");
+            self.injection("already_reported");
             return self.finish(OutageResult::AlreadyReported, None).await;
         }
         // Retry on the next block with the original down timestamp (fresh nonces), at most once
@@ -425,7 +506,7 @@ impl<S: Submitter> Injector<S> {
             return Ok(());
         }
         if self.retry_sent_at.is_none() || reverted {
-            self.count("uptime_pair_failures_total");
+            self.injection("failed");
             let why = if reverted {
                 "an update transaction reverted"
             } else {
@@ -476,6 +557,7 @@ fn encode(signed: Signed<TxEip1559>) -> Bytes {
 enum Event {
     Start,
     Stalled(BlockRef),
+    Forced(BlockRef, oneshot::Sender<Result<OutageRecord, String>>),
     Resumed(BlockRef),
     Tick,
 }
@@ -502,23 +584,29 @@ impl<S: Submitter + Unpin + 'static> TxInjector<S> {
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let Some(mut injector) = self.injector.take() else { return };
+        let actor = format!("tx_injector_{}", self.chain);
+        injector.metrics.set(&metrics::QUEUE_DEPTH, &[("actor", actor.as_str())], self.queue.len() as f64);
         let Some(event) = self.queue.pop_front() else {
             self.injector = Some(injector);
             return;
         };
         let work = async move {
-            let result = match &event {
+            let result = match event {
                 Event::Start => injector.start().await,
-                Event::Stalled(b) => injector.on_stalled(*b).await,
-                Event::Resumed(b) => injector.on_resumed(*b).await,
+                Event::Stalled(b) => injector.on_stalled(b).await,
+                Event::Forced(b, reply) => {
+                    let _ = reply.send(injector.on_forced(b).await);
+                    Ok(())
+                }
+                Event::Resumed(b) => injector.on_resumed(b).await,
                 Event::Tick => injector.tick().await,
             };
-            (injector, event, result)
+            (injector, result)
         };
-        ctx.spawn(work.into_actor(self).map(|(injector, event, result), act, ctx| {
+        ctx.spawn(work.into_actor(self).map(|(injector, result), act, ctx| {
             if let Err(e) = result {
-                injector.count("uptime_errors_total");
-                warn!(target: "uptime", chain = act.chain, ?event, error = %e, "uptime step failed; retrying on the next tick");
+                injector.count(&metrics::UPTIME_ERRORS);
+                warn!(target: "uptime", chain = act.chain, error = %e, "uptime step failed; retrying on the next tick");
             }
             act.injector = Some(injector);
             act.pump(ctx);
@@ -547,6 +635,17 @@ impl<S: Submitter + Unpin + 'static> Handler<SequencerStalled> for TxInjector<S>
     fn handle(&mut self, msg: SequencerStalled, ctx: &mut Context<Self>) {
         self.queue.push_back(Event::Stalled(msg.last_block));
         self.pump(ctx);
+    }
+}
+
+impl<S: Submitter + Unpin + 'static> Handler<ForcedStall> for TxInjector<S> {
+    type Result = actix::ResponseFuture<Result<OutageRecord, String>>;
+
+    fn handle(&mut self, msg: ForcedStall, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.queue.push_back(Event::Forced(msg.last_block, reply));
+        self.pump(ctx);
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err("the injector restarted; try again".into())) })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use actix::Message;
 use alloy::consensus::{Signed, TxEip1559};
-use rollup_supervisor_storage::{BlockRef, ChainId};
+use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord};
 use serde::Serialize;
 
 use super::signer_actor::SignError;
@@ -31,11 +31,37 @@ pub struct SequencerResumed {
     pub head: BlockRef,
 }
 
+/// The operator's override (`admin_forceUptimeUpdate`): treat the chain as stalled after its
+/// current head and pre-position the pair now. Sent by the RPC server to the chain's
+/// `UptimeWatchdog`, which marks the outage (so the next block ends it, as after a real stall)
+/// and forwards a [`ForcedStall`] to the `TxInjector`. An outage already in progress is not
+/// started twice: the same outage is answered.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OutageRecord, String>")]
+pub struct ForceUptimeUpdate;
+
+/// A stall forced by the operator. Sent by the `UptimeWatchdog` to the `TxInjector`, which
+/// handles it as [`SequencerStalled`] and answers once the pair is pre-positioned (or why not).
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<OutageRecord, String>")]
+pub struct ForcedStall {
+    /// The L2 chain.
+    pub chain: ChainId,
+    /// The head when the operator asked: the last block before the reported gap.
+    pub last_block: BlockRef,
+}
+
 /// Sign one EIP-1559 transaction. Sent by the `TxInjector` to its `SignerActor`, which signs one
 /// at a time, within its timeout, unless its circuit breaker is open.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Signed<TxEip1559>, SignError>")]
 pub struct SignTransaction(pub TxEip1559);
+
+/// Ask the signer backend whether it is up (Web3Signer: `GET /upcheck`; a local key always is).
+/// Sent by `/readyz`; does not go through the circuit breaker.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SignError>")]
+pub struct ProbeSigner;
 
 /// The signer's health. Sent by the RPC server.
 #[derive(Debug, Message)]

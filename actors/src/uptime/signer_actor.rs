@@ -12,8 +12,15 @@ use alloy::consensus::{Signed, TxEip1559};
 use rollup_supervisor_signer::{Signer, SignerError};
 use tracing::{info, warn};
 
+use rollup_supervisor_storage::ChainId;
+
 use super::messages::*;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
+
+/// `signer_circuit_breaker_state` values.
+const BREAKER_CLOSED: f64 = 0.0;
+const BREAKER_OPEN: f64 = 1.0;
+const BREAKER_HALF_OPEN: f64 = 2.0;
 
 /// Why signing failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -57,6 +64,8 @@ impl Default for BreakerConfig {
 pub struct SignerActor {
     signer: Arc<Signer>,
     name: String,
+    chain: String,
+    backend: &'static str,
     timeout: Duration,
     breaker: BreakerConfig,
     open_until: Option<Instant>,
@@ -65,11 +74,23 @@ pub struct SignerActor {
 }
 
 impl SignerActor {
-    /// A signer actor named `name` (in logs and metrics).
-    pub fn new(name: String, signer: Signer, timeout: Duration, breaker: BreakerConfig, metrics: Metrics) -> Self {
+    /// The signer actor of chain `chain`.
+    pub fn new(chain: ChainId, signer: Signer, timeout: Duration, breaker: BreakerConfig, metrics: Metrics) -> Self {
+        let backend = match signer {
+            Signer::Local(_) => "local",
+            Signer::Web3(_) => "web3signer",
+        };
+        let chain = chain.to_string();
+        for family in [&metrics::SIGNER_REQUESTS, &metrics::SIGNER_ERRORS] {
+            metrics.touch(family, &[("chain", chain.as_str()), ("backend", backend)]);
+        }
+        metrics.touch(&metrics::SIGNER_BREAKER_OPENED, &[("chain", chain.as_str())]);
+        metrics.set(&metrics::SIGNER_BREAKER, &[("chain", chain.as_str())], BREAKER_CLOSED);
         Self {
             signer: Arc::new(signer),
-            name,
+            name: format!("chain_{chain}"),
+            chain,
+            backend,
             timeout,
             breaker,
             open_until: None,
@@ -78,8 +99,14 @@ impl SignerActor {
         }
     }
 
-    fn record(&mut self, result: &Result<Signed<TxEip1559>, SignError>) {
-        let labels = [("signer", self.name.as_str())];
+    fn breaker_state(&self, state: f64) {
+        self.metrics.set(&metrics::SIGNER_BREAKER, &[("chain", self.chain.as_str())], state);
+    }
+
+    fn record(&mut self, result: &Result<Signed<TxEip1559>, SignError>, took: Duration) {
+        let labels = [("chain", self.chain.as_str()), ("backend", self.backend)];
+        self.metrics.inc(&metrics::SIGNER_REQUESTS, &labels);
+        self.metrics.observe_duration(&metrics::SIGNER_LATENCY, &labels, took);
         match result {
             Ok(_) => {
                 if self.health.consecutive_failures > 0 {
@@ -87,16 +114,17 @@ impl SignerActor {
                 }
                 self.health = SignerHealth::default();
                 self.open_until = None;
-                self.metrics.inc("signatures_total", &labels);
+                self.breaker_state(BREAKER_CLOSED);
             }
             Err(e) => {
                 self.health.consecutive_failures += 1;
                 self.health.last_error = Some(e.to_string());
-                self.metrics.inc("signer_errors_total", &labels);
+                self.metrics.inc(&metrics::SIGNER_ERRORS, &labels);
                 if self.health.consecutive_failures >= self.breaker.threshold {
                     self.open_until = Some(Instant::now() + self.breaker.cool_down);
                     self.health.breaker_open = true;
-                    self.metrics.inc("signer_breaker_opened_total", &labels);
+                    self.metrics.inc(&metrics::SIGNER_BREAKER_OPENED, &[("chain", self.chain.as_str())]);
+                    self.breaker_state(BREAKER_OPEN);
                     warn!(target: "signer", signer = %self.name, error = %e, cool_down = ?self.breaker.cool_down, "signer failing: circuit breaker open");
                 } else {
                     warn!(target: "signer", signer = %self.name, error = %e, "signing failed");
@@ -139,17 +167,20 @@ impl Handler<SignTransaction> for SignerActor {
             }
             // Half-open: this request is the probe.
             self.open_until = None;
+            self.breaker_state(BREAKER_HALF_OPEN);
         }
         let (signer, timeout) = (self.signer.clone(), self.timeout);
         let work = async move {
-            match tokio::time::timeout(timeout, signer.sign(msg.0)).await {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(timeout, signer.sign(msg.0)).await {
                 Ok(Ok(signed)) => Ok(signed),
                 Ok(Err(e)) => Err(backend(e)),
                 Err(_) => Err(SignError::Timeout(timeout)),
-            }
+            };
+            (result, started.elapsed())
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _| {
-            act.record(&result);
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(result, took), act, _| {
+            act.record(&result, took);
             result
         })))
     }
@@ -166,6 +197,20 @@ impl Handler<GetSignerHealth> for SignerActor {
         let mut health = self.health.clone();
         health.breaker_open = self.open_until.is_some_and(|u| Instant::now() < u);
         MessageResult(health)
+    }
+}
+
+impl Handler<ProbeSigner> for SignerActor {
+    type Result = actix::ResponseFuture<Result<(), SignError>>;
+
+    fn handle(&mut self, _: ProbeSigner, _: &mut Context<Self>) -> Self::Result {
+        let (signer, timeout) = (self.signer.clone(), self.timeout);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, signer.probe()).await {
+                Ok(result) => result.map_err(backend),
+                Err(_) => Err(SignError::Timeout(timeout)),
+            }
+        })
     }
 }
 

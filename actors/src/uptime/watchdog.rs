@@ -3,12 +3,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture};
-use rollup_supervisor_storage::{BlockRef, ChainId};
+use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord};
 use tracing::{info, warn};
 
 use super::messages::*;
 use crate::{
-    metrics::Metrics,
+    metrics::{self, Metrics},
     rpc::{BlockTag, EthRpc},
 };
 
@@ -52,6 +52,12 @@ impl StallDetector {
         self.stalled_at.is_some()
     }
 
+    /// The operator says the chain is down after `head`: an outage starts now unless one is on
+    /// (then that one stands). Returns the outage's last block.
+    pub fn force(&mut self, head: BlockRef) -> BlockRef {
+        *self.stalled_at.get_or_insert(head)
+    }
+
     /// Feeds one observation of the head at time `now`.
     pub fn observe(&mut self, head: BlockRef, now: u64) -> Observation {
         if let Some(last) = self.stalled_at {
@@ -69,6 +75,31 @@ impl StallDetector {
     }
 }
 
+/// Where the watchdog reports: the chain's `TxInjector`.
+#[derive(Clone, Debug)]
+pub struct Reports {
+    /// Receives [`SequencerStalled`].
+    pub stalled: Recipient<SequencerStalled>,
+    /// Receives [`SequencerResumed`].
+    pub resumed: Recipient<SequencerResumed>,
+    /// Receives [`ForcedStall`].
+    pub forced: Recipient<ForcedStall>,
+}
+
+impl Reports {
+    /// Every report to `actor`.
+    pub fn to<A>(actor: &actix::Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<SequencerStalled> + Handler<SequencerResumed> + Handler<ForcedStall>,
+    {
+        Self {
+            stalled: actor.clone().recipient(),
+            resumed: actor.clone().recipient(),
+            forced: actor.clone().recipient(),
+        }
+    }
+}
+
 /// The actor: checks at start-up and every `check_interval`.
 #[derive(Debug)]
 pub struct UptimeWatchdog {
@@ -76,8 +107,7 @@ pub struct UptimeWatchdog {
     rpc: EthRpc,
     detector: StallDetector,
     check_interval: Duration,
-    stalled_to: Recipient<SequencerStalled>,
-    resumed_to: Recipient<SequencerResumed>,
+    reports: Reports,
     metrics: Metrics,
     status: WatchdogStatus,
     checking: bool,
@@ -90,17 +120,16 @@ impl UptimeWatchdog {
         rpc: EthRpc,
         max_block_age_secs: u64,
         check_interval: Duration,
-        stalled_to: Recipient<SequencerStalled>,
-        resumed_to: Recipient<SequencerResumed>,
+        reports: Reports,
         metrics: Metrics,
     ) -> Self {
+        metrics.set(&metrics::SEQUENCER_DOWN, &[("chain", chain.to_string().as_str())], 0.0);
         Self {
             chain,
             rpc,
             detector: StallDetector::new(max_block_age_secs),
             check_interval,
-            stalled_to,
-            resumed_to,
+            reports,
             metrics,
             status: WatchdogStatus::default(),
             checking: false,
@@ -123,7 +152,6 @@ impl UptimeWatchdog {
                     Ok(None) => return,
                     Err(e) => {
                         // A chain we cannot see is not a chain we may call down.
-                        act.metrics.inc("uptime_rpc_errors_total", &labels);
                         warn!(target: "uptime", chain = act.chain, error = %e, "cannot read the L2 head");
                         act.status.last_error = Some(e.to_string());
                         return;
@@ -133,18 +161,18 @@ impl UptimeWatchdog {
                 act.status.head = Some(head);
                 act.status.head_age_secs = Some(now.saturating_sub(head.timestamp));
                 act.status.last_error = None;
-                act.metrics.set("uptime_head_age_seconds", &labels, now.saturating_sub(head.timestamp));
+                act.metrics.set(&metrics::L2_HEAD_AGE, &labels, now.saturating_sub(head.timestamp) as f64);
                 match act.detector.observe(head, now) {
                     Observation::Quiet => {}
                     Observation::Stalled(last_block) => {
                         warn!(target: "uptime", chain = act.chain, last_block = last_block.number, age_secs = now - last_block.timestamp, "sequencer stalled");
-                        act.metrics.set("uptime_sequencer_down", &labels, 1);
-                        act.stalled_to.do_send(SequencerStalled { chain: act.chain, last_block });
+                        act.metrics.set(&metrics::SEQUENCER_DOWN, &labels, 1.0);
+                        act.reports.stalled.do_send(SequencerStalled { chain: act.chain, last_block });
                     }
                     Observation::Resumed { last_block, head } => {
                         info!(target: "uptime", chain = act.chain, last_block = last_block.number, head = head.number, "sequencer resumed");
-                        act.metrics.set("uptime_sequencer_down", &labels, 0);
-                        act.resumed_to.do_send(SequencerResumed { chain: act.chain, last_block, head });
+                        act.metrics.set(&metrics::SEQUENCER_DOWN, &labels, 0.0);
+                        act.reports.resumed.do_send(SequencerResumed { chain: act.chain, last_block, head });
                     }
                 }
                 act.status.stalled = act.detector.stalled();
@@ -163,6 +191,35 @@ impl Actor for UptimeWatchdog {
 }
 
 impl actix::Supervised for UptimeWatchdog {}
+
+impl Handler<ForceUptimeUpdate> for UptimeWatchdog {
+    type Result = actix::ResponseActFuture<Self, Result<OutageRecord, String>>;
+
+    fn handle(&mut self, _: ForceUptimeUpdate, _: &mut Context<Self>) -> Self::Result {
+        let rpc = self.rpc.clone();
+        Box::pin(
+            async move { rpc.block_by_tag(BlockTag::Latest).await }
+                .into_actor(self)
+                .map(|head, act, _| {
+                    let head = head.map_err(|e| format!("cannot read the L2 head: {e}"))?;
+                    let head = head.ok_or("the L2 node has no latest block")?;
+                    let last_block = act.detector.force(head);
+                    act.status.stalled = true;
+                    act.metrics.set(&metrics::SEQUENCER_DOWN, &[("chain", act.chain.to_string().as_str())], 1.0);
+                    warn!(target: "uptime", chain = act.chain, last_block = last_block.number, "outage forced by the operator");
+                    Ok(ForcedStall { chain: act.chain, last_block })
+                })
+                .then(|forced: Result<ForcedStall, String>, act, _| {
+                    let to = act.reports.forced.clone();
+                    async move {
+                        let forced = forced?;
+                        to.send(forced).await.map_err(|e| format!("the injector is unavailable: {e}"))?
+                    }
+                    .into_actor(act)
+                }),
+        )
+    }
+}
 
 impl Handler<GetWatchdogStatus> for UptimeWatchdog {
     type Result = MessageResult<GetWatchdogStatus>;

@@ -34,4 +34,7 @@ pub struct WatcherStatus {
     pub consecutive_failures: u32,
     /// The last error, if the last step failed.
     pub last_error: Option<String>,
+    /// Blocks between the node's head (minus confirmations) and the newest recorded block,
+    /// after the last successful step; `None` before the first.
+    pub lag_blocks: Option<u64>,
 }

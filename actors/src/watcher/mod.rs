@@ -26,7 +26,7 @@ pub use self::stores::{L1Target, L2Target};
 use crate::{
     backoff::Backoff,
     follow::{FollowError, FollowStore, Follower, Progress},
-    metrics::Metrics,
+    metrics::{self, Metrics},
 };
 
 /// Follows L1 into the L1 index (and its safe/finalized heads).
@@ -105,6 +105,11 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
                 self.status.consecutive_failures = 0;
                 self.status.last_error = None;
                 match progress {
+                    Progress::Advanced { behind } => self.status.lag_blocks = Some(behind),
+                    Progress::Idle => self.status.lag_blocks = Some(0),
+                    Progress::Rewound => {}
+                }
+                match progress {
                     Progress::Advanced { behind } if behind > 0 => ctx.notify(Poll),
                     Progress::Rewound => ctx.notify(Poll),
                     _ => {
@@ -115,15 +120,16 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
             Err(e) => {
                 self.status.consecutive_failures += 1;
                 self.status.last_error = Some(e.to_string());
-                let labels = [("watcher", name.as_str())];
+                let kind = match &e {
+                    _ if e.is_fatal() => "fatal",
+                    FollowError::Rpc(_) | FollowError::Inconsistent(_) | FollowError::WrongChain { .. } => "rpc",
+                    _ => "db",
+                };
+                self.metrics.inc(&metrics::WATCHER_ERRORS, &[("watcher", name.as_str()), ("kind", kind)]);
                 if e.is_fatal() {
                     error!(target: "watcher", watcher = %name, error = %e, "cannot continue; stopping for a restart");
                     ctx.stop();
                     return;
-                }
-                match &e {
-                    FollowError::Rpc(_) | FollowError::Inconsistent(_) => self.metrics.inc("rpc_errors_total", &labels),
-                    _ => self.metrics.inc("db_write_errors_total", &labels),
                 }
                 let delay = self.retry.next_delay();
                 if matches!(e, FollowError::WrongChain { .. }) {
@@ -154,7 +160,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.status.restarts += 1;
         let name = self.name.clone();
-        self.metrics.inc("actor_restarts_total", &[("actor", name.as_str())]);
+        self.metrics.inc(&metrics::ACTOR_RESTARTS, &[("actor", name.as_str())]);
         warn!(target: "watcher", watcher = %name, restarts = self.status.restarts, "restarting; state reloads from the database");
         if let Some(f) = self.follower.as_mut() {
             f.reset();
@@ -198,7 +204,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S>
         ctx.spawn(
             async move {
                 if let Err(e) = store.poll_heads(&rpc).await {
-                    metrics.inc("rpc_errors_total", &[("watcher", name.as_str())]);
+                    metrics.inc(&metrics::WATCHER_ERRORS, &[("watcher", name.as_str()), ("kind", "rpc")]);
                     warn!(target: "watcher", watcher = %name, error = %e, "polling safe/finalized heads failed");
                 }
             }
