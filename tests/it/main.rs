@@ -7,4 +7,5 @@ mod supervisor;
 mod chains;
 mod faults;
 mod l1;
+mod operator;
 mod uptime;

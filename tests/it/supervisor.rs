@@ -185,15 +185,22 @@ impl Supervisor {
 
     /// Calls a method of the supervisor's JSON-RPC server; a JSON-RPC error is `Ok(Err(..))`.
     pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Result<Value, Value>> {
+        self.call_with_token(method, params, None).await
+    }
+
+    /// Calls a method with `Authorization: Bearer <token>` if a token is given.
+    pub async fn call_with_token(
+        &self,
+        method: &str,
+        params: Value,
+        token: Option<String>,
+    ) -> anyhow::Result<Result<Value, Value>> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let reply: Value = reqwest::Client::new()
-            .post(&self.rpc_url)
-            .json(&body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let mut request = reqwest::Client::new().post(&self.rpc_url).json(&body).timeout(Duration::from_secs(30));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let reply: Value = request.send().await?.json().await?;
         Ok(match reply.get("error") {
             Some(e) => Err(e.clone()),
             None => Ok(reply["result"].clone()),
@@ -296,10 +303,15 @@ pub fn scraped(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// `http://<addr>` from the `key=<addr>` field of a log line.
+/// `http://<addr>` from the `key=<addr>` field of a text log line, or the `"key":"<addr>"`
+/// field of a JSON one.
 fn field_url(line: &str, key: &str) -> Option<String> {
-    let at = line.find(key)? + key.len();
-    let addr: String = line[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let json_key = format!("\"{}\":\"", key.trim_end_matches('='));
+    let (at, end) = match line.find(key) {
+        Some(i) => (i + key.len(), None),
+        None => (line.find(&json_key)? + json_key.len(), Some('"')),
+    };
+    let addr: String = line[at..].chars().take_while(|c| !c.is_whitespace() && Some(*c) != end).collect();
     Some(format!("http://{addr}"))
 }
 
