@@ -11,6 +11,8 @@ mod config;
 mod http;
 mod jwt;
 mod node;
+#[cfg(test)]
+mod reference;
 mod rpc;
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode};

@@ -114,7 +114,6 @@ impl Node {
         };
         let l1_watcher = {
             let (db, metrics) = (db.clone(), metrics.clone());
-            metrics.touch(&rollup_supervisor_actors::metrics::ACTOR_RESTARTS, &[("actor", "l1")]);
             Supervisor::start(move |_| {
                 let store = L1Target::new(db);
                 let follower = Follower::new("l1", l1_rpc, store.clone(), l1_cfg, metrics.clone());
@@ -141,8 +140,6 @@ impl Node {
                 ..WatcherTiming::default()
             };
             let (db, metrics) = (db.clone(), metrics.clone());
-            metrics
-                .touch(&rollup_supervisor_actors::metrics::ACTOR_RESTARTS, &[("actor", format!("l2_{id}").as_str())]);
             l2_watchers.push(Supervisor::start(move |_| {
                 let store = L2Target::new(db, id);
                 let follower = Follower::new(format!("l2_{id}"), rpc, store.clone(), cfg, metrics.clone());

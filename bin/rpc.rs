@@ -259,6 +259,19 @@ pub async fn start(
     Ok((handle, addr))
 }
 
+/// The names of every method the server registers.
+#[cfg(test)]
+pub fn method_names() -> Vec<String> {
+    actix::System::new().block_on(async {
+        let db = ChainsDbActor::start(
+            rollup_supervisor_storage::ChainsDb::temporary().expect("temporary db"),
+            Metrics::default(),
+        );
+        let m = module(db, Metrics::default(), BTreeMap::new(), Admin(None)).expect("module");
+        m.method_names().map(str::to_owned).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,6 +179,18 @@ impl Metrics {
         self.add(family, labels, 0.0);
     }
 
+    /// Creates a histogram with empty buckets if it does not exist.
+    pub fn touch_histogram(&self, family: &Family, labels: &[(&str, &str)]) {
+        check(family, labels);
+        if let Kind::Histogram(bounds) = family.kind {
+            let mut inner = self.lock();
+            let h = inner.hists.entry((family.name, render_labels(labels))).or_default();
+            if h.buckets.is_empty() {
+                h.buckets = vec![0; bounds.len()];
+            }
+        }
+    }
+
     /// Sets a gauge.
     pub fn set(&self, family: &Family, labels: &[(&str, &str)], value: f64) {
         check(family, labels);
@@ -193,10 +205,10 @@ impl Metrics {
             return;
         };
         let mut inner = self.lock();
-        let h = inner.hists.entry((family.name, render_labels(labels))).or_default();
-        if h.buckets.is_empty() {
-            h.buckets = vec![0; bounds.len()];
-        }
+        let h = inner
+            .hists
+            .entry((family.name, render_labels(labels)))
+            .or_insert_with(|| Hist { buckets: vec![0; bounds.len()], ..Hist::default() });
         if let Some(i) = bounds.iter().position(|b| value <= *b) {
             h.buckets[i] += 1;
         }

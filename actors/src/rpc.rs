@@ -173,9 +173,8 @@ impl EthRpc {
         if let Some((m, endpoint)) = &self.metrics {
             let labels = [("endpoint", endpoint.as_str()), ("method", method)];
             m.inc(&metrics::NODE_REQUESTS, &labels);
-            if result.is_err() {
-                m.inc(&metrics::NODE_ERRORS, &labels);
-            }
+            // Created at 0 with the first request, so that `increase()` sees the first error.
+            m.add(&metrics::NODE_ERRORS, &labels, if result.is_err() { 1.0 } else { 0.0 });
             m.observe_duration(&metrics::NODE_LATENCY, &[("endpoint", endpoint.as_str())], started.elapsed());
         }
         result.map_err(|e| self.transport(e))

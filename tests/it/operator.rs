@@ -80,7 +80,8 @@ async fn health_readiness_and_metrics_follow_the_system() -> Result<()> {
     assert_eq!(scraped(&text, "rollup_supervisor_sequencer_down{chain=\"901\"}"), Some(0.0));
     assert_eq!(scraped(&text, "rollup_supervisor_signer_circuit_breaker_state{chain=\"901\"}"), Some(0.0));
     assert!(
-        scraped(&text, "rollup_supervisor_node_rpc_requests_total{endpoint=\"l1\",method=\"eth_getBlockByNumber\"}").is_some()
+        scraped(&text, "rollup_supervisor_node_rpc_requests_total{endpoint=\"l1\",method=\"eth_getBlockByNumber\"}")
+            .is_some()
     );
     assert!(text.contains("rollup_supervisor_db_write_duration_seconds_bucket{op=\"record_l1\",le=\"+Inf\"}"));
     wait_for("the signer balance exported", WAIT, Duration::from_millis(100), || async {

@@ -52,9 +52,7 @@ impl ChainsDbActor {
         let started = Instant::now();
         let result = self.with(f);
         self.metrics.observe_duration(&metrics::DB_WRITE_LATENCY, &[("op", op)], started.elapsed());
-        if result.is_err() {
-            self.metrics.inc(&metrics::DB_ERRORS, &[("op", op)]);
-        }
+        self.metrics.add(&metrics::DB_ERRORS, &[("op", op)], if result.is_err() { 1.0 } else { 0.0 });
         self.export_heads();
         result
     }

@@ -190,10 +190,16 @@ impl<S: Submitter> Injector<S> {
         }
     }
 
-    /// Reads the signer's balance into `signer_balance_wei`.
+    /// Reads the signer's balance into `signer_balance_wei`, and while no outage is on, whether
+    /// it pays for a pair at the configured fees (`signer_unfunded`), so the alert fires before
+    /// an outage needs the money.
     async fn read_balance(&mut self) -> Result<U256, InjectError> {
         let balance = self.rpc.balance(self.signer_address).await?;
         self.gauge(&metrics::SIGNER_BALANCE, f64::from(balance));
+        if self.phase == Phase::Idle {
+            let need = U256::from(self.cfg.gas_limit) * U256::from(self.cfg.max_fee_per_gas) * U256::from(2);
+            self.gauge(&metrics::SIGNER_UNFUNDED, if balance < need { 1.0 } else { 0.0 });
+        }
         self.balance_read_at = Some(std::time::Instant::now());
         Ok(balance)
     }
@@ -437,7 +443,7 @@ impl<S: Submitter> Injector<S> {
         self.blocked = None;
         self.count(if refresh { &metrics::PAIR_REFRESHES } else { &metrics::PAIRS_SUBMITTED });
         if !refresh {
-            info!(target: "uptime", chain = self.cfg.chain, nonce, down_ts, up_ts, max_fee, "update pair pre-positioned");
+            info!(target: "uptime", chain = self.cfg.chain, nonce, down_ts, up_ts, max_fee, down_tx = %outage.tx_hashes[0], up_tx = %outage.tx_hashes[1], "update pair pre-positioned");
         }
         self.outage = Some(outage);
         Ok(())
@@ -507,12 +513,9 @@ impl<S: Submitter> Injector<S> {
         }
         if self.retry_sent_at.is_none() || reverted {
             self.injection("failed");
-            let why = if reverted {
-                "an update transaction reverted"
-            } else {
-                "update pair did not land first in the first block after the gap"
-            };
-            error!(target: "uptime", chain = self.cfg.chain, first_block, "{why}: retrying with the original down timestamp");
+            let reason =
+                if reverted { "an update transaction reverted" } else { "not first in the first block after the gap" };
+            error!(target: "uptime", chain = self.cfg.chain, first_block, reason, "update pair did not land first: retrying with the original down timestamp");
         }
         let mut retry = outage;
         retry.nonce = None;

@@ -76,6 +76,16 @@ pub struct Watcher<S: FollowStore + Clone + Unpin + 'static> {
 impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
     /// A watcher over `follower`; `store` is a handle to the same store, for the heads poll.
     pub fn new(follower: Follower<S>, store: S, timing: WatcherTiming, metrics: Metrics) -> Self {
+        // Every series at zero from the start, so that `increase()` sees the first event.
+        let name = follower.name();
+        for kind in ["rpc", "db", "fatal"] {
+            metrics.touch(&metrics::WATCHER_ERRORS, &[("watcher", name), ("kind", kind)]);
+        }
+        for family in [&metrics::REORGS, &metrics::BLOCKS_RECORDED] {
+            metrics.touch(family, &[("watcher", name)]);
+        }
+        metrics.touch_histogram(&metrics::REORG_DEPTH, &[("watcher", name)]);
+        metrics.touch(&metrics::ACTOR_RESTARTS, &[("actor", name)]);
         Self {
             retry: Backoff::new(timing.retry.0, timing.retry.1),
             restart: Backoff::new(timing.restart.0, timing.restart.1),
