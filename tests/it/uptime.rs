@@ -366,6 +366,11 @@ async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Res
     })
     .await?;
     assert!(sup.log_text().contains("signer balance below 2 x gas_limit x max_fee"));
+    // Reported before the chain is even called down, then the outage is held back for funds.
+    wait_for("the stall detected", WAIT, Duration::from_millis(100), || async {
+        Ok((sup.metric("outages_total{chain=\"901\"}").await? == 1.0).then_some(()))
+    })
+    .await?;
     assert!(f.pooled().await?.is_empty(), "nothing is sent while unfunded");
     f.fund().await?;
     f.wait_pair_pooled().await?;

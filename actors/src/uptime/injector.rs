@@ -197,8 +197,7 @@ impl<S: Submitter> Injector<S> {
         let balance = self.rpc.balance(self.signer_address).await?;
         self.gauge(&metrics::SIGNER_BALANCE, f64::from(balance));
         if self.phase == Phase::Idle {
-            let need = U256::from(self.cfg.gas_limit) * U256::from(self.cfg.max_fee_per_gas) * U256::from(2);
-            self.gauge(&metrics::SIGNER_UNFUNDED, if balance < need { 1.0 } else { 0.0 });
+            self.funded(balance, self.cfg.max_fee_per_gas);
         }
         self.balance_read_at = Some(std::time::Instant::now());
         Ok(balance)
@@ -361,22 +360,10 @@ impl<S: Submitter> Injector<S> {
             }
         });
 
-        let need = U256::from(self.cfg.gas_limit) * U256::from(max_fee) * U256::from(2);
         let balance = self.read_balance().await?;
-        if balance < need {
-            if !self.unfunded {
-                self.unfunded = true;
-                error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, %balance, %need, "signer balance below 2 x gas_limit x max_fee: not injecting until funded");
-            }
-            self.gauge(&metrics::SIGNER_UNFUNDED, 1.0);
-            self.blocked = Some(format!("the signer {} holds {balance} wei, needs {need}", self.signer_address));
+        if !self.funded(balance, max_fee) {
             return Ok(());
         }
-        if self.unfunded {
-            self.unfunded = false;
-            info!(target: "uptime", chain = self.cfg.chain, %balance, "signer funded again");
-        }
-        self.gauge(&metrics::SIGNER_UNFUNDED, 0.0);
 
         // The mined nonce, not the pending one: a pair already pooled by another instance (or an
         // earlier run) holds these nonces, and ours must replace it rather than queue behind it.
@@ -447,6 +434,24 @@ impl<S: Submitter> Injector<S> {
         }
         self.outage = Some(outage);
         Ok(())
+    }
+
+    /// Whether `balance` pays for a pair at `max_fee`; says so (once per change) in the log, in
+    /// `signer_unfunded`, and to an operator forcing an update.
+    fn funded(&mut self, balance: U256, max_fee: u128) -> bool {
+        let need = U256::from(self.cfg.gas_limit) * U256::from(max_fee) * U256::from(2);
+        let funded = balance >= need;
+        if !funded && !self.unfunded {
+            error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, %balance, %need, "signer balance below 2 x gas_limit x max_fee: not injecting until funded");
+        } else if funded && self.unfunded {
+            info!(target: "uptime", chain = self.cfg.chain, %balance, "signer funded again");
+        }
+        self.unfunded = !funded;
+        self.gauge(&metrics::SIGNER_UNFUNDED, if funded { 0.0 } else { 1.0 });
+        if !funded {
+            self.blocked = Some(format!("the signer {} holds {balance} wei, needs {need}", self.signer_address));
+        }
+        funded
     }
 
     async fn sign(&self, tx: TxEip1559) -> Result<Signed<TxEip1559>, InjectError> {
