@@ -254,4 +254,21 @@ mod tests {
         assert!(!d.stalled());
         assert_eq!(d.observe(head(6, 1_501), 1_502), Observation::Quiet);
     }
+
+    #[test]
+    fn a_forced_outage_ends_at_the_next_block_and_never_replaces_one_in_progress() {
+        let mut d = StallDetector::new(60);
+        assert_eq!(d.observe(head(5, 1_000), 1_001), Observation::Quiet);
+        assert_eq!(d.force(head(5, 1_000)), head(5, 1_000));
+        assert!(d.stalled());
+        assert_eq!(d.observe(head(5, 1_000), 1_100), Observation::Quiet, "not reported a second time");
+        assert_eq!(d.force(head(5, 1_000)), head(5, 1_000), "forcing again answers the same outage");
+        assert_eq!(
+            d.observe(head(6, 1_101), 1_101),
+            Observation::Resumed { last_block: head(5, 1_000), head: head(6, 1_101) }
+        );
+        // A real stall in progress stands: forcing answers its last block, not the newer head.
+        assert_eq!(d.observe(head(6, 1_101), 1_200), Observation::Stalled(head(6, 1_101)));
+        assert_eq!(d.force(head(7, 1_300)), head(6, 1_101));
+    }
 }
