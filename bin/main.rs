@@ -8,6 +8,7 @@
 //! (logged first, so the OS supervisor restarts us rather than leaving a half-dead process).
 
 mod config;
+mod devnet;
 mod http;
 mod jwt;
 mod node;
@@ -43,6 +44,9 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// A demo with nothing to configure: starts L1 and L2 anvil nodes, deploys the uptime feed,
+    /// runs the supervisor on them, stages sequencer outages and prints what happens.
+    Devnet(devnet::DevnetArgs),
     /// Admin tokens for the JSON-RPC admin methods.
     Jwt {
         #[command(subcommand)]
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Devnet(args) => devnet::run(args),
         Command::Db { command: DbCommand::Check { datadir } } => db_check(&datadir),
         Command::Db { command: DbCommand::Inspect { datadir, json: _ } } => db_inspect(&datadir),
         Command::Jwt { command: JwtCommand::Token { secret_file } } => jwt_token(&secret_file),

@@ -5,6 +5,7 @@ mod harness;
 mod supervisor;
 
 mod chains;
+mod devnet;
 mod faults;
 mod l1;
 mod operator;
