@@ -5,7 +5,6 @@
 use std::{collections::BTreeMap, convert::Infallible, net::SocketAddr, time::Duration};
 
 use actix::Addr;
-use anyhow::Context as _;
 use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode,
@@ -135,11 +134,9 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `listen` and serves on the current actix arbiter.
-    pub async fn start(listen: SocketAddr, metrics: Metrics, health: Health) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (key `metrics.listen`)"))?;
+    /// Serves on `listener` (bound by [`crate::node::bind`]) from the current actix arbiter.
+    pub fn serve(listener: std::net::TcpListener, metrics: Metrics, health: Health) -> anyhow::Result<Self> {
+        let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
         actix::spawn(async move {

@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use actix::{Addr, Supervisor, System};
+use alloy::primitives::Address;
 use anyhow::Context as _;
 use jsonrpsee::server::ServerHandle;
 use rollup_supervisor_actors::uptime::{
@@ -54,6 +55,14 @@ pub fn open_db(config: &Config) -> anyhow::Result<ChainsDb> {
     ChainsDb::open(&config.datadir).with_context(|| format!("cannot open the database in {}", config.datadir.display()))
 }
 
+/// Binds a server's address up front, so that a busy port fails the start before any actor runs.
+pub fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (key `{key}`)"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// A running supervisor: every actor, the JSON-RPC server and the metrics server.
 #[derive(Debug)]
 pub struct Node {
@@ -95,6 +104,26 @@ impl Node {
             }
         }
 
+        // Everything that can fail happens before the first watcher starts: an error return drops
+        // the actor system, and actors already running in it would then fire their timers
+        // outside a runtime.
+        let mut l2_rpcs = Vec::new();
+        for chain in &config.chains {
+            let id = chain.chain_id;
+            let rpc = EthRpc::new(&chain.rpc_url, timeout)
+                .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
+                .with_metrics(metrics.clone(), format!("l2_{id}"));
+            l2_rpcs.push(rpc);
+        }
+        let uptime_feeds = config
+            .chains
+            .iter()
+            .filter(|c| c.uptime.enabled)
+            .map(|c| c.uptime.feed_address.map(|feed| (c.chain_id, feed)).context("uptime.feed_address"))
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let rpc_listener = bind(config.rpc.listen, "rpc.listen")?;
+        let http_listener = bind(config.metrics.listen, "metrics.listen")?;
+
         let db = ChainsDbActor::start(db, metrics.clone());
         for chain in &config.chains {
             db.send(RegisterChain { chain: chain.chain_id, mode: ChainMode::FollowsL1 }).await??;
@@ -122,11 +151,8 @@ impl Node {
         };
 
         let mut l2_watchers: Vec<Addr<L2Watcher>> = Vec::new();
-        for chain in &config.chains {
-            let id = chain.chain_id;
-            let rpc = EthRpc::new(&chain.rpc_url, timeout)
-                .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
-                .with_metrics(metrics.clone(), format!("l2_{id}"));
+        for (chain, rpc) in config.chains.iter().zip(&l2_rpcs) {
+            let (id, rpc) = (chain.chain_id, rpc.clone());
             let cfg = FollowConfig {
                 tag: chain.derivation_tag,
                 confirmations: 0,
@@ -148,20 +174,23 @@ impl Node {
         }
 
         let mut uptime = BTreeMap::new();
-        for chain in config.chains.iter().filter(|c| c.uptime.enabled) {
-            let Some(signer) = signers.remove(&chain.chain_id) else { continue };
-            uptime.insert(chain.chain_id, start_uptime(chain, signer, timeout, db.clone(), metrics.clone())?);
+        for (chain, rpc) in config.chains.iter().zip(&l2_rpcs) {
+            let (Some(feed), Some(signer)) = (uptime_feeds.get(&chain.chain_id), signers.remove(&chain.chain_id))
+            else {
+                continue;
+            };
+            uptime.insert(chain.chain_id, start_uptime(chain, *feed, rpc.clone(), signer, db.clone(), metrics.clone()));
         }
 
         let (rpc_server, rpc_addr) =
-            crate::rpc::start(config.rpc.listen, db.clone(), metrics.clone(), uptime.clone(), admin).await?;
+            crate::rpc::serve(rpc_listener, db.clone(), metrics.clone(), uptime.clone(), admin)?;
         let health = crate::http::Health {
             db: db.clone(),
             l1_watcher: l1_watcher.clone(),
             signers: uptime.iter().map(|(id, h)| (*id, h.signer.clone())).collect(),
             max_l1_lag_blocks: config.metrics.ready_max_l1_lag_blocks,
         };
-        let http_server = crate::http::HttpServer::start(config.metrics.listen, metrics.clone(), health).await?;
+        let http_server = crate::http::HttpServer::serve(http_listener, metrics.clone(), health)?;
         let metrics_addr = http_server.addr();
         info!(target: "main", rpc = %rpc_addr, metrics = %metrics_addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
         Ok(Self { rpc_addr, metrics_addr, metrics, db, l1_watcher, l2_watchers, rpc_server, http_server })
@@ -196,23 +225,20 @@ impl Node {
 /// Starts one chain's uptime flow: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
 fn start_uptime(
     chain: &crate::config::ChainConfig,
+    feed: Address,
+    rpc: EthRpc,
     signer: Signer,
-    timeout: Duration,
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
-) -> anyhow::Result<UptimeHandles> {
+) -> UptimeHandles {
     let u = &chain.uptime;
     let id = chain.chain_id;
-    let rpc = EthRpc::new(&chain.rpc_url, timeout)
-        .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
-        .with_metrics(metrics.clone(), format!("l2_{id}"));
     let signer_address = signer.address();
     let signer_timeout = Duration::from_millis(u.signer.timeout_ms);
     let signer = {
         let metrics = metrics.clone();
         Supervisor::start(move |_| SignerActor::new(id, signer, signer_timeout, BreakerConfig::default(), metrics))
     };
-    let feed = u.feed_address.context("uptime.feed_address")?;
     let cfg = InjectorConfig {
         chain: id,
         feed,
@@ -244,7 +270,7 @@ fn start_uptime(
         Supervisor::start(move |_| UptimeWatchdog::new(id, rpc, max_age, every, reports, metrics))
     };
     info!(target: "main", chain = id, signer = %signer_address, %feed, "uptime reporting enabled");
-    Ok(UptimeHandles { watchdog, signer })
+    UptimeHandles { watchdog, signer }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

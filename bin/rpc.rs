@@ -233,28 +233,26 @@ fn module(
     Ok(m)
 }
 
-/// Starts the server on `listen`; returns its handle and the bound address (for port 0).
-pub async fn start(
-    listen: SocketAddr,
+/// Serves every method on `listener` (bound by [`crate::node::bind`]); returns the server's
+/// handle and its address. Warns when the server is reachable beyond loopback without admin
+/// tokens.
+pub fn serve(
+    listener: std::net::TcpListener,
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
     admin: Admin,
 ) -> anyhow::Result<(ServerHandle, SocketAddr)> {
-    if !listen.ip().is_loopback() && !admin.enabled() {
-        tracing::warn!(target: "rpc", %listen, "the JSON-RPC server listens beyond loopback without `rpc.jwt_secret_file`: anyone who can reach it can read it (admin methods stay off)");
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && !admin.enabled() {
+        tracing::warn!(target: "rpc", listen = %addr, "the JSON-RPC server listens beyond loopback without `rpc.jwt_secret_file`: anyone who can reach it can read it (admin methods stay off)");
     }
     let middleware = tower::ServiceBuilder::new().map_request(|mut req: jsonrpsee::server::HttpRequest| {
         let token = bearer(&req);
         req.extensions_mut().insert(token);
         req
     });
-    let server = Server::builder()
-        .set_http_middleware(middleware)
-        .build(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (key `rpc.listen`): {e}"))?;
-    let addr = server.local_addr()?;
+    let server = Server::builder().set_http_middleware(middleware).build_from_tcp(listener)?;
     let handle = server.start(module(db, metrics, uptime, admin)?);
     Ok((handle, addr))
 }

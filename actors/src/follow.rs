@@ -72,6 +72,12 @@ pub enum FollowError {
 }
 
 impl FollowError {
+    /// Not a failure: the step must wait for another part of the process (an L2 block cannot be
+    /// attributed to an L1 block before the L1 index holds one, as on a fresh start).
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, FollowError::Storage(StorageError::NoL1))
+    }
+
     /// Errors the follower cannot handle by waiting: the actor stops and its supervisor restarts
     /// it, with state reloaded from the database and exponential backoff.
     pub fn is_fatal(&self) -> bool {

@@ -224,3 +224,18 @@ async fn json_logs_carry_fields_and_the_redacted_config_and_warn_about_an_open_r
     assert!(recorded.is_some_and(|l| l["number"].is_u64() && l["hash"].is_string()), "structured block fields");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_error_before_anything_starts() -> Result<()> {
+    let f = Fixture::new(false).await?;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = busy.local_addr()?.to_string();
+    let mut spec = f.spec()?;
+    spec.env = vec![("ROLLUP_SUPERVISOR_METRICS_LISTEN", Box::leak(addr.clone().into_boxed_str()))];
+    let mut sup = Supervisor::launch(&spec)?;
+    assert_eq!(sup.wait_exit(WAIT).await?, 1);
+    let log = sup.log_text();
+    assert!(log.contains(&format!("cannot listen on {addr} (key `metrics.listen`)")), "{log}");
+    assert!(!log.contains("panic"), "{log}");
+    Ok(())
+}

@@ -19,7 +19,7 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, Supervised, WrapFuture,
 };
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::messages::*;
 pub use self::stores::{L1Target, L2Target};
@@ -126,6 +126,10 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
                         ctx.notify_later(Poll, self.timing.poll_interval);
                     }
                 }
+            }
+            Err(e) if e.is_waiting() => {
+                debug!(target: "watcher", watcher = %name, reason = %e, "waiting");
+                ctx.notify_later(Poll, self.timing.poll_interval);
             }
             Err(e) => {
                 self.status.consecutive_failures += 1;
