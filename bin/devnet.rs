@@ -30,7 +30,7 @@ use std::{
 
 use actix::System;
 use alloy::{
-    primitives::{Address, B256, Bytes, U256},
+    primitives::{Address, B256, Bytes},
     rpc::{client::RpcClient, json_rpc::RpcRecv},
     transports::http::{Http, reqwest},
 };
@@ -549,8 +549,8 @@ async fn deploy_feed(l2: &Chain, admin: Address, signer: Address, tl: Timeline) 
     let mut data = alloy::hex::decode(code).context("the feed artifact's bytecode is not hex")?;
     // constructor(bool initialStatus = false (up), address admin, address feedUpdater = admin)
     data.extend_from_slice(&[0u8; 32]);
-    data.extend_from_slice(&address_word(admin));
-    data.extend_from_slice(&address_word(admin));
+    data.extend_from_slice(&feed::address_word(admin));
+    data.extend_from_slice(&feed::address_word(admin));
     let receipt = l2
         .transact(json!({ "from": admin, "data": Bytes::from(data), "gas": "0x2dc6c0" }), "the feed deployment")
         .await?;
@@ -564,10 +564,8 @@ async fn deploy_feed(l2: &Chain, admin: Address, signer: Address, tl: Timeline) 
         clock(first.started_at)
     ));
 
-    let mut grant = feed::selector("grantRole(bytes32,address)").to_vec();
-    grant.extend_from_slice(feed::FEED_UPDATER_ROLE.as_slice());
-    grant.extend_from_slice(&address_word(signer));
-    let receipt = l2.transact(json!({ "from": admin, "to": feed, "data": Bytes::from(grant) }), "grantRole").await?;
+    let grant = feed::grant_role(feed::FEED_UPDATER_ROLE, signer);
+    let receipt = l2.transact(json!({ "from": admin, "to": feed, "data": grant }), "grantRole").await?;
     let has = l2.eth.call(feed, feed::has_role(feed::FEED_UPDATER_ROLE, signer)).await?;
     ensure!(feed::decode_bool(&has) == Some(true), "hasRole(FEED_UPDATER_ROLE, {signer}) is false after grantRole");
     tl.say(format!(
@@ -579,14 +577,7 @@ async fn deploy_feed(l2: &Chain, admin: Address, signer: Address, tl: Timeline) 
 
 /// The feed's latest round, or round `id`.
 async fn round(l2: &Chain, feed: Address, id: Option<u64>) -> anyhow::Result<feed::Round> {
-    let data = match id {
-        None => feed::latest_round_data(),
-        Some(id) => {
-            let mut data = feed::selector("getRoundData(uint80)").to_vec();
-            data.extend_from_slice(&U256::from(id).to_be_bytes::<32>());
-            data.into()
-        }
-    };
+    let data = id.map_or_else(feed::latest_round_data, feed::get_round_data);
     let out = l2.eth.call(feed, data).await?;
     feed::decode_round(&out).with_context(|| format!("the feed at {feed} answered {out} to a round query"))
 }
@@ -962,13 +953,6 @@ fn random_hex32() -> anyhow::Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("cannot read /dev/urandom for the JWT secret")?;
     Ok(alloy::hex::encode(bytes))
-}
-
-/// An address as a 32-byte ABI word.
-fn address_word(address: Address) -> [u8; 32] {
-    let mut word = [0u8; 32];
-    word[12..].copy_from_slice(address.as_slice());
-    word
 }
 
 /// A JSON-RPC quantity (`"0x1a"`) as a number, or `?`.

@@ -46,13 +46,36 @@ fn flag(word: U256) -> Option<bool> {
     }
 }
 
+/// An address as a 32-byte ABI word.
+pub fn address_word(who: Address) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[12..].copy_from_slice(who.as_slice());
+    out
+}
+
+/// Calldata of `selector(role, who)`.
+fn role_call(selector: [u8; 4], role: B256, who: Address) -> Bytes {
+    let mut out = Vec::with_capacity(68);
+    out.extend_from_slice(&selector);
+    out.extend_from_slice(role.as_slice());
+    out.extend_from_slice(&address_word(who));
+    out.into()
+}
+
 /// Calldata of `hasRole(role, who)`.
 pub fn has_role(role: B256, who: Address) -> Bytes {
-    let mut out = Vec::with_capacity(68);
-    out.extend_from_slice(&HAS_ROLE);
-    out.extend_from_slice(role.as_slice());
-    out.extend_from_slice(&[0u8; 12]);
-    out.extend_from_slice(who.as_slice());
+    role_call(HAS_ROLE, role, who)
+}
+
+/// Calldata of `grantRole(role, who)` (the feed admin's call).
+pub fn grant_role(role: B256, who: Address) -> Bytes {
+    role_call(selector("grantRole(bytes32,address)"), role, who)
+}
+
+/// Calldata of `getRoundData(id)`.
+pub fn get_round_data(id: u64) -> Bytes {
+    let mut out = selector("getRoundData(uint80)").to_vec();
+    out.extend_from_slice(&word(U256::from(id)));
     out.into()
 }
 
@@ -108,6 +131,9 @@ mod tests {
     fn selectors_and_role_match_their_definitions() {
         assert_eq!(selector("updateStatus(bool,uint64)"), UPDATE_STATUS);
         assert_eq!(selector("latestRoundData()"), LATEST_ROUND_DATA);
+        assert_eq!(grant_role(FEED_UPDATER_ROLE, Address::ZERO)[..4], [0x2f, 0x2f, 0xf1, 0x5d]);
+        assert_eq!(get_round_data(7)[..4], [0x9a, 0x6f, 0xc8, 0xf5]);
+        assert_eq!(get_round_data(7)[35], 7);
         assert_eq!(selector("hasRole(bytes32,address)"), HAS_ROLE);
         assert_eq!(keccak256("FEED_UPDATER_ROLE"), FEED_UPDATER_ROLE);
     }
