@@ -134,6 +134,13 @@ pub struct UptimeConfig {
     pub enabled: bool,
     /// The feed contract. Required when enabled.
     pub feed_address: Option<alloy::primitives::Address>,
+    /// Our `UptimeReporter` contract: when set, an outage is reported by one transaction
+    /// `report(last_block.timestamp)` to it (up time = the including block's timestamp), instead
+    /// of the down/up pair to the feed.
+    pub reporter_address: Option<alloy::primitives::Address>,
+    /// More sequencer endpoints every report is submitted to besides `rpc_url` (every
+    /// sequencer of an HA set: pools are per instance).
+    pub submit_urls: Vec<String>,
     /// The chain is stalled when its newest block is older than this.
     pub max_block_age_secs: u64,
     /// Between checks of the head.
@@ -142,16 +149,22 @@ pub struct UptimeConfig {
     pub refresh_interval_ms: Option<u64>,
     /// `t_up = now - margin`.
     pub clock_skew_margin_secs: u64,
-    /// Gas limit of each update transaction (21000..=10000000).
+    /// Gas limit of each report transaction (21000..=10000000).
     pub gas_limit: u64,
-    /// The lowest max fee per gas of the pair (it also pays at least twice the base fee).
+    /// The lowest max fee per gas of the report (also at least twice the base fee, and above
+    /// every pending competitor); the priority fee always equals the max fee.
     pub max_fee_per_gas_wei: u128,
-    /// Priority fee; default: the max fee, so the pair sorts first.
-    pub max_priority_fee_per_gas_wei: Option<u128>,
-    /// Refreshes bump fees by `fee_bump_percent` up to this cap.
+    /// Percent above the best pending competitor's fee the report is priced at (1..=100).
+    pub outbid_margin_percent: u128,
+    /// The report is never priced above this.
     pub fee_cap_wei: u128,
-    /// The pool's replacement price bump, percent.
+    /// The pools' replacement price bump, percent (10..=100; geth, reth and Besu need 10).
     pub fee_bump_percent: u128,
+    /// The longest outage the pair's refresh schedule must last through (pair mode): the fee
+    /// cap must cover its refreshes.
+    pub max_outage_secs: u64,
+    /// Reverted reports after which an outage is given up.
+    pub max_reverts: u32,
     /// The signer.
     pub signer: SignerConfig,
 }
@@ -161,15 +174,19 @@ impl Default for UptimeConfig {
         Self {
             enabled: false,
             feed_address: None,
+            reporter_address: None,
+            submit_urls: Vec::new(),
             max_block_age_secs: 60,
             check_interval_ms: 1_000,
             refresh_interval_ms: None,
             clock_skew_margin_secs: 1,
-            gas_limit: 100_000,
+            gas_limit: 150_000,
             max_fee_per_gas_wei: 1_000_000_000,
-            max_priority_fee_per_gas_wei: None,
+            outbid_margin_percent: 20,
             fee_cap_wei: 1_000_000_000_000,
             fee_bump_percent: 10,
+            max_outage_secs: 86_400,
+            max_reverts: 3,
             signer: SignerConfig::default(),
         }
     }
@@ -252,6 +269,25 @@ impl UptimeConfig {
         self.refresh_interval_ms.unwrap_or(self.check_interval_ms)
     }
 
+    /// Refreshes of the pair's up transaction in an outage of `max_outage_secs`.
+    pub fn planned_refreshes(&self) -> u32 {
+        rollup_supervisor_actors::uptime::pricing::refreshes_for(
+            self.max_block_age_secs,
+            self.max_outage_secs,
+            self.refresh_interval_ms(),
+            self.clock_skew_margin_secs,
+        )
+    }
+
+    /// The fee cap those refreshes need from `max_fee_per_gas_wei`.
+    pub fn required_fee_cap(&self) -> u128 {
+        rollup_supervisor_actors::uptime::pricing::required_cap(
+            self.max_fee_per_gas_wei,
+            self.planned_refreshes(),
+            self.fee_bump_percent,
+        )
+    }
+
     fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if !self.enabled {
             return Ok(());
@@ -273,8 +309,39 @@ impl UptimeConfig {
         if self.fee_cap_wei < self.max_fee_per_gas_wei {
             return bad("uptime.fee_cap_wei", "must be at least max_fee_per_gas_wei");
         }
-        if self.max_priority_fee_per_gas_wei.is_some_and(|p| p > self.max_fee_per_gas_wei) {
-            return bad("uptime.max_priority_fee_per_gas_wei", "must not exceed max_fee_per_gas_wei");
+        if !(10..=100).contains(&self.fee_bump_percent) {
+            return bad(
+                "uptime.fee_bump_percent",
+                "must be between 10 and 100: geth, op-geth, reth and Besu refuse replacements below a 10 % bump",
+            );
+        }
+        if !(1..=100).contains(&self.outbid_margin_percent) {
+            return bad("uptime.outbid_margin_percent", "must be between 1 and 100");
+        }
+        if self.max_reverts == 0 {
+            return bad("uptime.max_reverts", "must be greater than 0");
+        }
+        for (i, url) in self.submit_urls.iter().enumerate() {
+            check_url(&key(&format!("uptime.submit_urls[{i}]")), url)?;
+        }
+        if self.reporter_address.is_none() {
+            if self.max_outage_secs <= self.max_block_age_secs {
+                return bad("uptime.max_outage_secs", "must be greater than max_block_age_secs");
+            }
+            let need = self.required_fee_cap();
+            if self.fee_cap_wei < need {
+                return bad(
+                    "uptime.fee_cap_wei",
+                    &format!(
+                        "{} wei cannot refresh the pair through a {} s outage: its {} refreshes from max_fee_per_gas_wei = {} at a {} % bump need {need} wei (raise fee_cap_wei, lower max_outage_secs, or use reporter_address)",
+                        self.fee_cap_wei,
+                        self.max_outage_secs,
+                        self.planned_refreshes(),
+                        self.max_fee_per_gas_wei,
+                        self.fee_bump_percent
+                    ),
+                );
+            }
         }
         let s = &self.signer;
         match s.kind.as_deref() {

@@ -407,7 +407,7 @@ impl Story<'_> {
         let down_ts = outage.down_ts();
         let pooled = until("the pair to be pre-positioned", WAIT, async || {
             let sent = self.metric(&metrics::PAIRS_SUBMITTED) > submitted;
-            Ok(self.journal().await?.filter(|r| sent && r.down_ts() == down_ts && r.tx_hashes.len() == 2))
+            Ok(self.journal().await?.filter(|r| sent && r.down_ts() == down_ts && r.fully_pooled(2)))
         })
         .await?;
         let nonce = pooled.nonce.map_or_else(|| "?".to_owned(), |n| format!("{n},{}", n + 1));
@@ -417,8 +417,8 @@ impl Story<'_> {
             down_ts,
             outage.last_block.number,
             pooled.up_ts.map_or_else(|| "?".to_owned(), |t| t.to_string()),
-            gwei(pooled.max_fee_per_gas),
-            hashes(&pooled.tx_hashes)
+            gwei(pooled.txs.iter().flatten().map(|t| t.max_fee_per_gas).max().unwrap_or(0)),
+            hashes(&pooled.pooled_hashes())
         ));
 
         let base = self.metric(&metrics::PAIR_REFRESHES);
@@ -434,8 +434,8 @@ impl Story<'_> {
             self.tl.say(format!(
                 "pair refreshed ({count}): same nonces, up_ts={}  max fee {}  txs {}",
                 refreshed.up_ts.map_or_else(|| "?".to_owned(), |t| t.to_string()),
-                gwei(refreshed.max_fee_per_gas),
-                hashes(&refreshed.tx_hashes)
+                gwei(refreshed.txs.iter().flatten().map(|t| t.max_fee_per_gas).max().unwrap_or(0)),
+                hashes(&refreshed.pooled_hashes())
             ));
         }
 
@@ -468,7 +468,7 @@ impl Story<'_> {
         let down_ts = record.down_ts();
         let (as_journaled, up_ts) = match pair.as_slice() {
             [(h0, Some((true, t0))), (h1, Some((false, up)))] => {
-                (record.tx_hashes == [*h0, *h1] && *t0 == down_ts && record.up_ts == Some(*up), *up)
+                (record.landed_txs == [*h0, *h1] && *t0 == down_ts && record.up_ts == Some(*up), *up)
             }
             _ => (false, 0),
         };
@@ -549,8 +549,8 @@ async fn deploy_feed(l2: &Chain, admin: Address, signer: Address, tl: Timeline) 
     let mut data = alloy::hex::decode(code).context("the feed artifact's bytecode is not hex")?;
     // constructor(bool initialStatus = false (up), address admin, address feedUpdater = admin)
     data.extend_from_slice(&[0u8; 32]);
-    data.extend_from_slice(&feed::address_word(admin));
-    data.extend_from_slice(&feed::address_word(admin));
+    data.extend_from_slice(admin.into_word().as_slice());
+    data.extend_from_slice(admin.into_word().as_slice());
     let receipt = l2
         .transact(json!({ "from": admin, "data": Bytes::from(data), "gas": "0x2dc6c0" }), "the feed deployment")
         .await?;
@@ -576,10 +576,11 @@ async fn deploy_feed(l2: &Chain, admin: Address, signer: Address, tl: Timeline) 
 }
 
 /// The feed's latest round, or round `id`.
-async fn round(l2: &Chain, feed: Address, id: Option<u64>) -> anyhow::Result<feed::Round> {
+async fn round(l2: &Chain, feed: Address, id: Option<u128>) -> anyhow::Result<feed::Round> {
     let data = id.map_or_else(feed::latest_round_data, feed::get_round_data);
     let out = l2.eth.call(feed, data).await?;
-    feed::decode_round(&out).with_context(|| format!("the feed at {feed} answered {out} to a round query"))
+    let round = if id.is_some() { feed::decode_round_data(&out) } else { feed::decode_round(&out) };
+    round.with_context(|| format!("the feed at {feed} answered {out} to a round query"))
 }
 
 /// The devnet's configuration, through the same parsing and validation as `run`'s file.

@@ -7,9 +7,11 @@ use alloy::primitives::Address;
 use anyhow::Context as _;
 use jsonrpsee::server::ServerHandle;
 use rollup_supervisor_actors::uptime::{
-    injector::{Injector, InjectorConfig, TxInjector},
+    injector::{Injector, InjectorConfig, ReportMode},
     signer_actor::{BreakerConfig, SignerActor},
-    submit::RawTxSubmitter,
+    pricing::PriceRules,
+    submit::{Endpoint, Sequencers},
+    tx_injector::TxInjector,
     watchdog::{Reports, UptimeWatchdog},
 };
 use rollup_supervisor_actors::{
@@ -115,6 +117,19 @@ impl Node {
                 .with_metrics(metrics.clone(), format!("l2_{id}"));
             l2_rpcs.push(rpc);
         }
+        // Every sequencer a chain's report goes to: its own node, then each of `submit_urls`.
+        let mut sequencers = BTreeMap::new();
+        for (chain, rpc) in config.chains.iter().zip(&l2_rpcs).filter(|(c, _)| c.uptime.enabled) {
+            let id = chain.chain_id;
+            let mut endpoints = vec![Endpoint { label: "rpc".into(), rpc: rpc.clone() }];
+            for (i, url) in chain.uptime.submit_urls.iter().enumerate().filter(|(_, u)| **u != chain.rpc_url) {
+                let rpc = EthRpc::new(url, timeout)
+                    .map_err(|e| anyhow::anyhow!("chains.{id}.uptime.submit_urls[{i}]: {e}"))?
+                    .with_metrics(metrics.clone(), format!("l2_{id}_submit_{i}"));
+                endpoints.push(Endpoint { label: format!("submit_{i}"), rpc });
+            }
+            sequencers.insert(id, Sequencers::new(endpoints));
+        }
         let uptime_feeds = config
             .chains
             .iter()
@@ -175,11 +190,15 @@ impl Node {
 
         let mut uptime = BTreeMap::new();
         for (chain, rpc) in config.chains.iter().zip(&l2_rpcs) {
-            let (Some(feed), Some(signer)) = (uptime_feeds.get(&chain.chain_id), signers.remove(&chain.chain_id))
-            else {
+            let (Some(feed), Some(signer), Some(sequencers)) = (
+                uptime_feeds.get(&chain.chain_id),
+                signers.remove(&chain.chain_id),
+                sequencers.remove(&chain.chain_id),
+            ) else {
                 continue;
             };
-            uptime.insert(chain.chain_id, start_uptime(chain, *feed, rpc.clone(), signer, db.clone(), metrics.clone()));
+            let handles = start_uptime(chain, *feed, rpc.clone(), sequencers, signer, db.clone(), metrics.clone());
+            uptime.insert(chain.chain_id, handles);
         }
 
         let (rpc_server, rpc_addr) =
@@ -223,10 +242,12 @@ impl Node {
 }
 
 /// Starts one chain's uptime flow: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
+#[allow(clippy::too_many_arguments)]
 fn start_uptime(
     chain: &crate::config::ChainConfig,
     feed: Address,
     rpc: EthRpc,
+    sequencers: Sequencers,
     signer: Signer,
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
@@ -242,25 +263,30 @@ fn start_uptime(
     let cfg = InjectorConfig {
         chain: id,
         feed,
+        mode: u.reporter_address.map_or(ReportMode::Pair, ReportMode::Reporter),
         refresh_interval: Duration::from_millis(u.refresh_interval_ms()),
         clock_skew_margin_secs: u.clock_skew_margin_secs,
         gas_limit: u.gas_limit,
-        max_fee_per_gas: u.max_fee_per_gas_wei,
-        max_priority_fee_per_gas: u.max_priority_fee_per_gas_wei,
-        fee_cap: u.fee_cap_wei,
-        bump_percent: u.fee_bump_percent,
+        rules: PriceRules {
+            floor: u.max_fee_per_gas_wei,
+            margin_percent: u.outbid_margin_percent,
+            bump_percent: u.fee_bump_percent,
+            cap: u.fee_cap_wei,
+        },
+        planned_refreshes: u.planned_refreshes(),
+        max_reverts: u.max_reverts,
     };
     let injector = {
         let (rpc, metrics, signer) = (rpc.clone(), metrics.clone(), signer.clone().recipient());
         Supervisor::start(move |_| {
             TxInjector::new(Injector::new(
-                cfg,
+                cfg.clone(),
                 rpc.clone(),
-                RawTxSubmitter::new(rpc),
-                signer,
+                sequencers.clone(),
+                signer.clone(),
                 signer_address,
-                db,
-                metrics,
+                db.clone(),
+                metrics.clone(),
             ))
         })
     };

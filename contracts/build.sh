@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Build contracts/out/SequencerUptimeFeed.json with the pinned solc (tools/node_modules/solc).
+# Build the committed artifacts contracts/out/<Name>.json with the pinned solc
+# (tools/node_modules/solc), one per contract in CONTRACTS.
 #
-#   contracts/build.sh           compile and (re)write the artifact
-#   contracts/build.sh --check   compile to a temp file; exit 1 if it differs from the artifact
+#   contracts/build.sh           compile and (re)write every artifact
+#   contracts/build.sh --check   compile to temp files; exit 1 if any differs from its artifact
+#                                (prints a diff and names each stale artifact)
 set -euo pipefail
+
+CONTRACTS=(SequencerUptimeFeed UptimeReporter)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-artifact="$here/out/SequencerUptimeFeed.json"
 
 if [[ ! -d "$root/tools/node_modules/solc" ]]; then
   echo "build.sh: $root/tools/node_modules/solc missing; run: npm ci --prefix tools" >&2
@@ -16,22 +19,34 @@ fi
 
 case "${1:-}" in
   "")
-    node "$here/compile.js" "$artifact"
-    echo "wrote ${artifact#"$root"/}"
+    for name in "${CONTRACTS[@]}"; do
+      artifact="$here/out/$name.json"
+      node "$here/compile.js" "$name" "$artifact"
+      echo "wrote ${artifact#"$root"/}"
+    done
     ;;
   --check)
-    tmp="$(mktemp)"
-    trap 'rm -f "$tmp"' EXIT
-    node "$here/compile.js" "$tmp"
-    if [[ ! -f "$artifact" ]]; then
-      echo "build.sh --check: ${artifact#"$root"/} does not exist; run contracts/build.sh" >&2
+    tmpdir="$(mktemp -d)"
+    trap 'rm -rf "$tmpdir"' EXIT
+    stale=()
+    for name in "${CONTRACTS[@]}"; do
+      artifact="$here/out/$name.json"
+      rel="${artifact#"$root"/}"
+      node "$here/compile.js" "$name" "$tmpdir/$name.json"
+      if [[ ! -f "$artifact" ]]; then
+        echo "build.sh --check: $rel does not exist; run contracts/build.sh" >&2
+        stale+=("$rel")
+      elif ! diff -u --label "committed $rel" --label "fresh build" "$artifact" "$tmpdir/$name.json"; then
+        echo "build.sh --check: $rel is out of date; run contracts/build.sh and commit the result" >&2
+        stale+=("$rel")
+      else
+        echo "build.sh --check: $rel is up to date"
+      fi
+    done
+    if ((${#stale[@]})); then
+      echo "build.sh --check: stale: ${stale[*]}" >&2
       exit 1
     fi
-    if ! diff -u --label "committed ${artifact#"$root"/}" --label "fresh build" "$artifact" "$tmp"; then
-      echo "build.sh --check: ${artifact#"$root"/} is out of date; run contracts/build.sh and commit the result" >&2
-      exit 1
-    fi
-    echo "build.sh --check: ${artifact#"$root"/} is up to date"
     ;;
   *)
     echo "usage: $0 [--check]" >&2

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// Compiles contracts/SequencerUptimeFeed.sol with the pinned solc-js (tools/node_modules/solc)
-// through solc's standard-JSON interface and writes a reproducible artifact.
+// Compiles contract <Name> from contracts/<Name>.sol with the pinned solc-js
+// (tools/node_modules/solc) through solc's standard-JSON interface and writes a reproducible
+// artifact: { contractName, compiler, abi, bytecode, deployedBytecode }.
 //
-// Usage: node contracts/compile.js <output.json>
+// Usage: node contracts/compile.js <Name> <output.json>
+//   e.g. node contracts/compile.js SequencerUptimeFeed contracts/out/SequencerUptimeFeed.json
 // Normally run through contracts/build.sh.
 'use strict';
 
@@ -10,8 +12,6 @@ const fs = require('fs');
 const path = require('path');
 
 const EXPECTED_COMPILER = '0.8.37';
-const CONTRACT = 'SequencerUptimeFeed';
-const SOURCE_NAME = 'contracts/SequencerUptimeFeed.sol';
 
 const contractsDir = __dirname;
 const repoRoot = path.resolve(contractsDir, '..');
@@ -22,8 +22,15 @@ function die(msg) {
   process.exit(1);
 }
 
-const outPath = process.argv[2];
-if (!outPath) die('usage: node contracts/compile.js <output.json>');
+const [CONTRACT, outPath] = process.argv.slice(2);
+if (!CONTRACT || !outPath || process.argv.length !== 4) {
+  die('usage: node contracts/compile.js <Name> <output.json>  (compiles contracts/<Name>.sol)');
+}
+if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(CONTRACT)) die(`not a contract name: ${CONTRACT}`);
+// The source unit name is part of the compiler input, so it is fixed (repo-relative, forward
+// slashes) rather than derived from the working directory.
+const SOURCE_NAME = `contracts/${CONTRACT}.sol`;
+if (!fs.existsSync(path.join(repoRoot, SOURCE_NAME))) die(`${SOURCE_NAME} does not exist`);
 
 let solc;
 try {

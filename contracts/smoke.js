@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// Smoke test of contracts/out/SequencerUptimeFeed.json against a real anvil
-// (tools/node_modules/@foundry-rs/anvil-linux-amd64). Run by hand:
+// Smoke test of contracts/out/SequencerUptimeFeed.json and contracts/out/UptimeReporter.json
+// against a real anvil (tools/node_modules/@foundry-rs/anvil-linux-amd64). Run by hand:
 //
 //   node contracts/smoke.js
 //
-// Starts anvil on a free port, deploys the artifact with
-// constructor(false, admin = account 0, feedUpdater = account 1), exercises the feed,
-// prints one line per check and kills anvil. Exit code 0 = all checks passed.
+// Starts anvil on a free port, deploys the feed with
+// constructor(false, admin = account 0, feedUpdater = account 1) and exercises it, then deploys
+// a fresh feed plus an UptimeReporter wired to it and exercises the reporter, measures gas
+// (printed as "# gas ..." lines), prints one line per check and kills anvil.
+// Exit code 0 = all checks passed.
 // Uses only Node 20 builtins (global fetch) and js-sha3 from tools/node_modules.
 'use strict';
 
@@ -17,6 +19,7 @@ const assert = require('assert/strict');
 const root = path.resolve(__dirname, '..');
 const { keccak256 } = require(path.join(root, 'tools', 'node_modules', 'js-sha3'));
 const artifact = require(path.join(__dirname, 'out', 'SequencerUptimeFeed.json'));
+const reporterArtifact = require(path.join(__dirname, 'out', 'UptimeReporter.json'));
 const ANVIL = path.join(root, 'tools', 'node_modules', '@foundry-rs', 'anvil-linux-amd64', 'bin', 'anvil');
 
 const ANSWER_UPDATED_TOPIC = '0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f';
@@ -90,15 +93,33 @@ async function rpc(method, params = []) {
   return body.result;
 }
 
+// Returns the receipt of a transaction. With automine on, anvil answers eth_sendTransaction
+// with the hash and may index the receipt a moment later, so poll briefly instead of
+// requiring it on the first ask.
+async function receiptOf(hashTx) {
+  for (let i = 0; i < 200; i++) {
+    const receipt = await rpc('eth_getTransactionReceipt', [hashTx]);
+    if (receipt) return receipt;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`no receipt for ${hashTx} after 5 s (automine off?)`);
+}
+
 // Sends a transaction in its own block with the given block timestamp; returns the receipt.
 async function send(from, to, data, ts, gas = 500000) {
   await rpc('evm_setNextBlockTimestamp', [Number(ts)]);
   const tx = { from, data, gas: '0x' + gas.toString(16) };
   if (to) tx.to = to;
   const hashTx = await rpc('eth_sendTransaction', [tx]);
-  const receipt = await rpc('eth_getTransactionReceipt', [hashTx]);
-  assert.ok(receipt, 'no receipt (automine off?)');
-  return receipt;
+  return receiptOf(hashTx);
+}
+
+// Revert data of a mined transaction that failed (replayed with debug_traceTransaction).
+async function minedRevertData(receipt) {
+  const trace = await rpc('debug_traceTransaction', [receipt.transactionHash, {}]);
+  assert.equal(trace.failed, true, 'transaction did not fail');
+  const rv = trace.returnValue || '';
+  return rv.startsWith('0x') ? rv : '0x' + rv;
 }
 
 async function call(to, data, from) {
@@ -305,8 +326,8 @@ async function main() {
     } finally {
       await rpc('evm_setAutomine', [true]);
     }
-    const r0 = await rpc('eth_getTransactionReceipt', [h0]);
-    const r1 = await rpc('eth_getTransactionReceipt', [h1]);
+    const r0 = await receiptOf(h0);
+    const r1 = await receiptOf(h1);
     assert.equal(r0.blockNumber, r1.blockNumber);
     assert.equal(await blockTs(r0.blockNumber), t);
     assert.equal(BigInt(r0.transactionIndex), 0n);
@@ -331,6 +352,230 @@ async function main() {
     const rv = await send(admin, feed, revoke, ts++);
     assert.deepEqual(rv.logs.map((l) => l.topics), [[topic(SIG.RoleRevoked), FEED_UPDATER_ROLE, '0x' + enc.address(helper), '0x' + enc.address(admin)]]);
     assert.equal(await callRevert(feed, calldata(SIG.updateStatus, enc.bool(true), enc.uint(ts)), helper), invalidSender);
+  });
+
+  await reporterChecks({ admin, updater, stranger });
+  await gasChecks({ admin, updater });
+}
+
+// ---------------------------------------------------------------- UptimeReporter
+
+const RSIG = {
+  report: 'report(uint64)',
+  setReporter: 'setReporter(address,bool)',
+  isReporter: 'isReporter(address)',
+  feed: 'feed()',
+  admin: 'admin()',
+  NotReporter: 'NotReporter()',
+  BadTimestamp: 'BadTimestamp()',
+  NotAdmin: 'NotAdmin()',
+  ZeroAddressNotAllowed: 'ZeroAddressNotAllowed()',
+  OutageReported: 'OutageReported(uint64,uint64)',
+  ReporterSet: 'ReporterSet(address,bool)',
+};
+const REPORTER_SELECTORS = {
+  report: '0xc9fc1e77',
+  setReporter: '0xe1bb5133',
+  isReporter: '0x044ad7be',
+  feed: '0x37a7b7d8',
+  admin: '0xf851a440',
+  NotReporter: '0xe5ce9c09',
+  BadTimestamp: '0x2ea26f13',
+  NotAdmin: '0x7bfa4b9f',
+};
+const OUTAGE_REPORTED_TOPIC = '0x92c48c30922e579a16d2ec01f575c8b7def9564119b44ee7e8eeb3747f97ed39';
+const REPORTER_SET_TOPIC = '0x49414e0a37c19781141fced7b2dc68c560d888c72174623b7bba993149d9064d';
+
+const feedCtor = (initialStatus, admin, updater) =>
+  artifact.bytecode + enc.bool(initialStatus) + enc.address(admin) + enc.address(updater);
+const reporterCtor = (feed, admin) => reporterArtifact.bytecode + enc.address(feed) + enc.address(admin);
+
+const gas = {};
+
+async function reporterChecks({ admin, updater, stranger }) {
+  const accounts = await rpc('eth_accounts');
+  const signer = accounts[4]; // the supervisor's signer
+  const fns = reporterArtifact.abi.filter((i) => i.type === 'function').map(sigOf);
+  const events = reporterArtifact.abi.filter((i) => i.type === 'event').map(sigOf);
+  const errors = reporterArtifact.abi.filter((i) => i.type === 'error').map(sigOf);
+
+  await check('reporter ABI: selectors, error selectors and event topics as documented; constructor(address,address)', () => {
+    for (const [k, v] of Object.entries(REPORTER_SELECTORS)) assert.equal(selector(RSIG[k]), v, RSIG[k]);
+    assert.equal(topic(RSIG.OutageReported), OUTAGE_REPORTED_TOPIC);
+    assert.equal(topic(RSIG.ReporterSet), REPORTER_SET_TOPIC);
+    for (const f of ['report', 'setReporter', 'isReporter', 'feed', 'admin']) assert.ok(fns.includes(RSIG[f]), `${RSIG[f]} missing`);
+    for (const e of ['OutageReported', 'ReporterSet']) assert.ok(events.includes(RSIG[e]), `${RSIG[e]} missing`);
+    for (const e of ['NotReporter', 'BadTimestamp', 'NotAdmin']) assert.ok(errors.includes(RSIG[e]), `${RSIG[e]} missing`);
+    const ctor = reporterArtifact.abi.find((i) => i.type === 'constructor');
+    assert.deepEqual(ctor.inputs.map((i) => i.type), ['address', 'address']);
+  });
+
+  // A fresh feed whose latest round (1) is "up", and a reporter wired to it.
+  let ts = (await blockTs('latest')) + 10n;
+  const fd = await send(admin, null, feedCtor(false, admin, updater), ts++, 3000000);
+  assert.equal(fd.status, '0x1');
+  const feed = fd.contractAddress;
+  const rd = await send(admin, null, reporterCtor(feed, admin), ts++, 3000000);
+  const reporter = rd.contractAddress;
+  const reportData = (t) => calldata(RSIG.report, enc.uint(t));
+  const setReporterData = (who, allowed) => calldata(RSIG.setReporter, enc.address(who), enc.bool(allowed));
+  const isReporter = async (who) => words(await call(reporter, calldata(RSIG.isReporter, enc.address(who))))[0];
+
+  await check(`deploy UptimeReporter(feed ${feed}, admin) at ${reporter}: feed(), admin(), isReporter(signer) = false`, async () => {
+    assert.equal(rd.status, '0x1');
+    assert.equal(rd.logs.length, 0);
+    const code = await rpc('eth_getCode', [reporter, 'latest']);
+    assert.equal(code.length, reporterArtifact.deployedBytecode.length);
+    assert.equal(topicAddr(await call(reporter, selector(RSIG.feed))), feed.toLowerCase());
+    assert.equal(topicAddr(await call(reporter, selector(RSIG.admin))), admin.toLowerCase());
+    assert.equal(await isReporter(signer), 0n);
+  });
+
+  await check('constructor with a zero feed or admin reverts ZeroAddressNotAllowed()', async () => {
+    const zero = '0x' + '00'.repeat(20);
+    for (const data of [reporterCtor(zero, admin), reporterCtor(feed, zero)]) {
+      const r = await rpc('eth_call', [{ from: admin, data, gas: '0x2dc6c0' }, 'latest']).then(
+        (x) => { throw new Error(`expected revert, got ${x}`); },
+        (e) => { if (!e.rpc) throw e; return typeof e.rpc.data === 'string' ? e.rpc.data : (e.rpc.data && e.rpc.data.data) || ''; },
+      );
+      assert.equal(r, selector(RSIG.ZeroAddressNotAllowed));
+    }
+  });
+
+  await check('setReporter by a non-admin reverts NotAdmin() (eth_call data and mined tx status 0, revert data NotAdmin())', async () => {
+    for (const who of [stranger, signer, updater]) {
+      assert.equal(await callRevert(reporter, setReporterData(signer, true), who), REPORTER_SELECTORS.NotAdmin);
+    }
+    const r = await send(stranger, reporter, setReporterData(stranger, true), ts++, 100000);
+    assert.equal(r.status, '0x0');
+    assert.equal(r.logs.length, 0);
+    assert.equal(await minedRevertData(r), REPORTER_SELECTORS.NotAdmin);
+    assert.equal(await isReporter(stranger), 0n);
+  });
+
+  await check('admin setReporter(signer, true): ReporterSet(signer, true), isReporter(signer) = true', async () => {
+    const r = await send(admin, reporter, setReporterData(signer, true), ts++);
+    assert.equal(r.status, '0x1');
+    assert.equal(r.logs.length, 1);
+    assert.equal(r.logs[0].address.toLowerCase(), reporter.toLowerCase());
+    assert.deepEqual(r.logs[0].topics, [REPORTER_SET_TOPIC]);
+    assert.equal(r.logs[0].data, '0x' + enc.address(signer) + enc.bool(true));
+    assert.equal(await isReporter(signer), 1n);
+  });
+
+  await check('report by a non-reporter reverts NotReporter() (the reporter admin too; mined tx status 0)', async () => {
+    const last = await blockTs('latest');
+    for (const who of [stranger, admin, updater]) {
+      assert.equal(await callRevert(reporter, reportData(last), who), REPORTER_SELECTORS.NotReporter);
+    }
+    const r = await send(stranger, reporter, reportData(last), ts++, 200000);
+    assert.equal(r.status, '0x0');
+    assert.equal(r.logs.length, 0);
+    assert.equal(await minedRevertData(r), REPORTER_SELECTORS.NotReporter);
+  });
+
+  await check('before the feed grants FEED_UPDATER_ROLE to the reporter, report bubbles up the feed\'s InvalidSender()', async () => {
+    // eth_call runs on the latest block, whose own timestamp is block.timestamp, so use last - 1.
+    const last = await blockTs('latest');
+    assert.equal(await callRevert(reporter, reportData(last - 1n), signer), selector('InvalidSender()'));
+    const r = await send(signer, reporter, reportData(last), ts++, 200000);
+    assert.equal(r.status, '0x0');
+    assert.equal(r.logs.length, 0);
+    assert.equal(await minedRevertData(r), selector('InvalidSender()'));
+  });
+
+  await check('feed admin grants FEED_UPDATER_ROLE to the reporter: RoleGranted, hasRole', async () => {
+    const r = await send(admin, feed, calldata(SIG.grantRole, enc.bytes32(FEED_UPDATER_ROLE), enc.address(reporter)), ts++);
+    assert.equal(r.status, '0x1');
+    assert.deepEqual(r.logs.map((l) => l.topics), [[topic(SIG.RoleGranted), FEED_UPDATER_ROLE, '0x' + enc.address(reporter), '0x' + enc.address(admin)]]);
+    assert.equal(words(await call(feed, calldata(SIG.hasRole, enc.bytes32(FEED_UPDATER_ROLE), enc.address(reporter))))[0], 1n);
+  });
+
+  await check('report(t) with t >= block.timestamp reverts BadTimestamp() (t = block ts and t = block ts + 1 mined; far future by eth_call); feed unchanged', async () => {
+    const before = await latestRoundData(feed);
+    assert.equal(before.roundId, 1n);
+    for (const delta of [0n, 1n]) {
+      const blockT = ts++;
+      const r = await send(signer, reporter, reportData(blockT + delta), blockT, 200000);
+      assert.equal(r.status, '0x0');
+      assert.equal(r.logs.length, 0);
+      assert.equal(await blockTs(r.blockNumber), blockT);
+      assert.equal(await minedRevertData(r), REPORTER_SELECTORS.BadTimestamp);
+    }
+    const far = (await blockTs('latest')) + 100000n;
+    assert.equal(await callRevert(reporter, reportData(far), signer), REPORTER_SELECTORS.BadTimestamp);
+    assert.deepEqual(await latestRoundData(feed), before);
+  });
+
+  // The outage report: down at the last block's timestamp, mined in a block 30 s later.
+  const last = await blockTs('latest');
+  const upTs = last + 30n;
+  const rep = await send(signer, reporter, reportData(last), upTs);
+  gas.report = BigInt(rep.gasUsed);
+
+  await check(`report(last=${last}) in a block at ${upTs}: NewRound(2)+AnswerUpdated(1, 2, last), NewRound(3)+AnswerUpdated(0, 3, block.timestamp), OutageReported(last, block.timestamp)`, async () => {
+    assert.equal(rep.status, '0x1');
+    const blockT = await blockTs(rep.blockNumber);
+    assert.equal(blockT, upTs);
+    assert.equal(rep.logs.length, 5);
+    expectNewRoundAndAnswer({ status: rep.status, logs: rep.logs.slice(0, 2) }, feed, { roundId: 2n, answer: 1n, startedBy: reporter, startedAt: last });
+    expectNewRoundAndAnswer({ status: rep.status, logs: rep.logs.slice(2, 4) }, feed, { roundId: 3n, answer: 0n, startedBy: reporter, startedAt: blockT });
+    assert.equal(rep.logs.filter((l) => l.topics[0] === ANSWER_UPDATED_TOPIC).length, 2);
+    const o = rep.logs[4];
+    assert.equal(o.address.toLowerCase(), reporter.toLowerCase());
+    assert.deepEqual(o.topics, [OUTAGE_REPORTED_TOPIC]);
+    assert.deepEqual(words(o.data), [last, blockT]);
+  });
+
+  await check('after report: latestRoundData = (3, 0, block.timestamp, block.timestamp, 3), getRoundData(2) = (2, 1, last, block.timestamp, 2)', async () => {
+    assert.deepEqual(await latestRoundData(feed), { roundId: 3n, answer: 0n, startedAt: upTs, updatedAt: upTs, answeredInRound: 3n });
+    assert.deepEqual(words(await call(feed, calldata(SIG.getRoundData, enc.uint(2)))), [2n, 1n, last, upTs, 2n]);
+  });
+
+  await check('admin setReporter(signer, false): ReporterSet(signer, false); report now reverts NotReporter()', async () => {
+    const r = await send(admin, reporter, setReporterData(signer, false), upTs + 1n);
+    assert.equal(r.status, '0x1');
+    assert.deepEqual(r.logs.map((l) => [l.topics, l.data]), [[[REPORTER_SET_TOPIC], '0x' + enc.address(signer) + enc.bool(false)]]);
+    assert.equal(await isReporter(signer), 0n);
+    assert.equal(await callRevert(reporter, reportData(upTs), signer), REPORTER_SELECTORS.NotReporter);
+  });
+}
+
+// ---------------------------------------------------------------- gas
+
+async function gasChecks({ admin, updater }) {
+  // A fresh feed (latest round 1 "up"); direct updateStatus calls by the updater EOA.
+  let ts = (await blockTs('latest')) + 10n;
+  const fd = await send(admin, null, feedCtor(false, admin, updater), ts++, 3000000);
+  const feed = fd.contractAddress;
+  const upd = async (status, t) => {
+    const r = await send(updater, feed, calldata(SIG.updateStatus, enc.bool(status), enc.uint(t)), ts++);
+    assert.equal(r.status, '0x1');
+    return r;
+  };
+  const down = await upd(true, ts - 1n);
+  const up = await upd(false, ts);
+  const refreshUp = await upd(false, ts);
+  const refreshDown0 = await upd(true, ts - 1n); // new round again, to measure the "down" refresh next
+  const refreshDown = await upd(true, ts - 1n);
+  gas.downNewRound = BigInt(down.gasUsed);
+  gas.upNewRound = BigInt(up.gasUsed);
+  gas.refreshUp = BigInt(refreshUp.gasUsed);
+  gas.refreshDown = BigInt(refreshDown.gasUsed);
+
+  await check('gas: direct updateStatus new rounds (down, up) and same-status refreshes, report() of both rounds', () => {
+    assert.deepEqual(down.logs.map((l) => l.topics[0]), [topic(SIG.NewRound), ANSWER_UPDATED_TOPIC]);
+    assert.deepEqual(up.logs.map((l) => l.topics[0]), [topic(SIG.NewRound), ANSWER_UPDATED_TOPIC]);
+    assert.deepEqual(refreshUp.logs.map((l) => l.topics[0]), [topic(SIG.RoundUpdated)]);
+    assert.deepEqual(refreshDown0.logs.map((l) => l.topics[0]), [topic(SIG.NewRound), ANSWER_UPDATED_TOPIC]);
+    assert.deepEqual(refreshDown.logs.map((l) => l.topics[0]), [topic(SIG.RoundUpdated)]);
+    console.log(`# gas report(uint64), both rounds new (down then up), feed latest "up": ${gas.report}`);
+    console.log(`# gas updateStatus(true, ts)  new round (up -> down):  ${gas.downNewRound}`);
+    console.log(`# gas updateStatus(false, ts) new round (down -> up):  ${gas.upNewRound}`);
+    console.log(`# gas updateStatus(false, ts) same-status refresh (up):   ${gas.refreshUp}`);
+    console.log(`# gas updateStatus(true, ts)  same-status refresh (down): ${gas.refreshDown}`);
+    console.log(`# gas two direct updateStatus txs (down + up): ${gas.downNewRound + gas.upNewRound}; report saves ${gas.downNewRound + gas.upNewRound - gas.report}`);
+    assert.ok(gas.report < gas.downNewRound + gas.upNewRound, 'one report should cost less than two direct transactions');
   });
 }
 

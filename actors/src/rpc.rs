@@ -102,6 +102,8 @@ pub struct RpcTx {
     pub from: Address,
     /// Sender nonce.
     pub nonce: U64,
+    /// Recipient (`None` for a contract creation).
+    pub to: Option<Address>,
     /// Calldata.
     pub input: Bytes,
 }
@@ -134,6 +136,9 @@ impl RpcReceipt {
 #[derive(Clone, Debug)]
 pub struct EthRpc {
     client: RpcClient,
+    /// The same node for the few requests whose answer size we bound ourselves.
+    http: reqwest::Client,
+    url: reqwest::Url,
     endpoint: String,
     /// Where requests are counted and timed, under the `endpoint` label (`l1`, `l2_<chain>`).
     metrics: Option<(Metrics, String)>,
@@ -151,8 +156,8 @@ impl EthRpc {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        let client = RpcClient::new(Http::with_client(http, parsed), false);
-        Ok(Self { client, endpoint: redact(url), metrics: None })
+        let client = RpcClient::new(Http::with_client(http.clone(), parsed.clone()), false);
+        Ok(Self { client, http, url: parsed, endpoint: redact(url), metrics: None })
     }
 
     /// Counts and times every request in `metrics` under `endpoint="{label}"` (a role name, never
@@ -170,14 +175,19 @@ impl EthRpc {
     ) -> Result<T, RpcError> {
         let started = Instant::now();
         let result = fut.await;
+        self.record(method, result.is_ok(), started);
+        result.map_err(|e| self.transport(e))
+    }
+
+    /// Counts one request (`method`), its failure and its duration since `started`.
+    fn record(&self, method: &str, ok: bool, started: Instant) {
         if let Some((m, endpoint)) = &self.metrics {
             let labels = [("endpoint", endpoint.as_str()), ("method", method)];
             m.inc(&metrics::NODE_REQUESTS, &labels);
             // Created at 0 with the first request, so that `increase()` sees the first error.
-            m.add(&metrics::NODE_ERRORS, &labels, if result.is_err() { 1.0 } else { 0.0 });
+            m.add(&metrics::NODE_ERRORS, &labels, if ok { 0.0 } else { 1.0 });
             m.observe_duration(&metrics::NODE_LATENCY, &[("endpoint", endpoint.as_str())], started.elapsed());
         }
-        result.map_err(|e| self.transport(e))
     }
 
     async fn request<P, R>(&self, method: &'static str, params: P) -> Result<R, RpcError>
@@ -199,6 +209,44 @@ impl EthRpc {
 
     fn bad(&self, reason: impl Into<String>) -> RpcError {
         RpcError::BadAnswer { endpoint: self.endpoint.clone(), reason: reason.into() }
+    }
+
+    /// One JSON-RPC request whose whole answer (the JSON-RPC envelope, unparsed) is read only up
+    /// to `limit` bytes: a larger answer is refused, not buffered.
+    pub async fn bounded_request(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+        limit: usize,
+    ) -> Result<Vec<u8>, RpcError> {
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let started = Instant::now();
+        let result = async {
+            let mut response = self
+                .http
+                .post(self.url.clone())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| self.bad(format!("{method}: {}", e.without_url())))?;
+            let mut out = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| self.bad(format!("{method}: {}", e.without_url())))? {
+                if out.len() + chunk.len() > limit {
+                    return Err(self.bad(format!("{method}: the answer is larger than {limit} bytes")));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        }
+        .await;
+        self.record(method, result.is_ok(), started);
+        result
+    }
+
+    /// `eth_getTransactionByHash`: whether the node knows the transaction (pooled or mined).
+    pub async fn knows_transaction(&self, hash: B256) -> Result<bool, RpcError> {
+        let tx: Option<serde_json::Value> = self.request("eth_getTransactionByHash", (hash,)).await?;
+        Ok(tx.is_some())
     }
 
     /// `eth_chainId`.

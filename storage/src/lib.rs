@@ -22,7 +22,7 @@ mod types;
 pub use check::CheckReport;
 pub use db::ChainsDb;
 pub use error::{Result, Side, StorageError};
-pub use outage::{OutageRecord, OutageResult};
+pub use outage::{OutageRecord, OutageResult, ReportTx};
 pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
 
 /// Size in bytes of one L1 index row (key and value).

@@ -2,7 +2,7 @@
 //! mid-outage neither loses nor duplicates the update pair. Rows are small JSON documents keyed
 //! by chain id ‖ down timestamp (both big-endian).
 
-use alloy::primitives::B256;
+use alloy::primitives::{B256, Bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::{BlockRef, ChainId, ChainsDb, Result, StorageError, codec};
@@ -27,6 +27,20 @@ pub enum OutageResult {
     },
 }
 
+/// One signed transaction of an outage's report that a node accepted into its pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportTx {
+    /// Its hash.
+    pub hash: B256,
+    /// The signed EIP-2718 bytes, re-submitted unchanged after a pool loss or a restart.
+    pub raw: Bytes,
+    /// Its max fee per gas (= its priority fee), in wei.
+    pub max_fee_per_gas: u128,
+    /// The up timestamp it carries (the pair's up transaction only).
+    pub up_ts: Option<u64>,
+}
+
 /// One outage of one chain's sequencer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,18 +49,33 @@ pub struct OutageRecord {
     pub chain: ChainId,
     /// The last block before the gap; its timestamp is the down timestamp.
     pub last_block: BlockRef,
-    /// Nonce of the down transaction; the up transaction has `nonce + 1`.
+    /// Nonce of the report's first transaction (the pair's up transaction has `nonce + 1`).
     pub nonce: Option<u64>,
-    /// Fees of the newest submitted pair, in wei.
-    pub max_fee_per_gas: u128,
-    /// Priority fee of the newest submitted pair, in wei.
-    pub max_priority_fee_per_gas: u128,
-    /// The up timestamp of the newest submitted pair.
+    /// The report's transactions a node accepted, by slot: `[down, up]` for the pair,
+    /// `[report]` for a reporter call. `None` until a node accepts that slot.
+    #[serde(default)]
+    pub txs: Vec<Option<ReportTx>>,
+    /// The highest max fee ever signed for each slot, written *before* the transaction is
+    /// submitted: whatever of ours a pool may hold (after a crash, or from a twin instance),
+    /// a replacement priced above this replaces it.
+    #[serde(default)]
+    pub signed_fees: Vec<u128>,
+    /// The up timestamp: of the pooled up transaction, then of the landed one.
     pub up_ts: Option<u64>,
-    /// Hashes of the newest submitted pair (down, up).
-    pub tx_hashes: Vec<B256>,
-    /// The block that included the pair.
+    /// The hashes of the report as it landed, in block order.
+    #[serde(default)]
+    pub landed_txs: Vec<B256>,
+    /// The block that included the report.
     pub included_in: Option<u64>,
+    /// Reports of this outage that reverted on chain.
+    #[serde(default)]
+    pub reverts: u32,
+    /// A competitor outbid the fee cap in this outage (logged and counted once).
+    #[serde(default)]
+    pub outbid_at_cap: bool,
+    /// A refresh or replacement was stopped by the fee cap in this outage (counted once).
+    #[serde(default)]
+    pub fee_cap_reached: bool,
     /// The outcome so far.
     pub result: OutageResult,
 }
@@ -58,11 +87,14 @@ impl OutageRecord {
             chain,
             last_block,
             nonce: None,
-            max_fee_per_gas: 0,
-            max_priority_fee_per_gas: 0,
+            txs: Vec::new(),
+            signed_fees: Vec::new(),
             up_ts: None,
-            tx_hashes: Vec::new(),
+            landed_txs: Vec::new(),
             included_in: None,
+            reverts: 0,
+            outbid_at_cap: false,
+            fee_cap_reached: false,
             result: OutageResult::Pending,
         }
     }
@@ -70,6 +102,16 @@ impl OutageRecord {
     /// The down timestamp.
     pub fn down_ts(&self) -> u64 {
         self.last_block.timestamp
+    }
+
+    /// The hashes of the accepted (pooled) report transactions, in slot order.
+    pub fn pooled_hashes(&self) -> Vec<B256> {
+        self.txs.iter().flatten().map(|t| t.hash).collect()
+    }
+
+    /// Whether every slot of an `slots`-transaction report has been accepted by a node.
+    pub fn fully_pooled(&self, slots: usize) -> bool {
+        self.txs.len() == slots && self.txs.iter().all(Option::is_some)
     }
 }
 
@@ -137,7 +179,7 @@ mod tests {
             db.put_outage(&OutageRecord::new(1, block(200))).unwrap();
             db.put_outage(&OutageRecord::new(2, block(300))).unwrap();
             a.result = OutageResult::Landed { first: true };
-            a.tx_hashes = vec![B256::repeat_byte(1), B256::repeat_byte(2)];
+            a.landed_txs = vec![B256::repeat_byte(1), B256::repeat_byte(2)];
             db.put_outage(&a).unwrap();
         }
         let db = crate::tests::when_unlocked(|| ChainsDb::open(dir.path()));

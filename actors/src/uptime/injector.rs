@@ -1,33 +1,42 @@
-//! `TxInjector`: on a stall, pre-positions the update pair in the sequencer's pool — tx N =
-//! `updateStatus(true, last_block.timestamp)`, tx N+1 = `updateStatus(false, t_up)` — and
-//! refreshes it while the outage lasts (same nonces, fresh `t_up`, bumped fees), so that the
-//! first block after the gap carries it at indices 0 and 1 with a `t_up` at most one refresh
-//! interval old. Signing happens here, while the chain is stalled: never on the
-//! block-production path. After resumption it confirms the including block, the indices, the
-//! receipts and the feed's rounds, journals the outcome, and retries with the original down
-//! timestamp if the pair did not land.
+//! The injector's logic: on a stall, pre-positions the outage report in every sequencer's pool
+//! and keeps it first and fresh there while the outage lasts; after resumption, confirms from
+//! the chain what landed and where, and journals the outcome. Signing happens here, while the
+//! chain is stalled: never on the block-production path.
 //!
-//! [`Injector`] is the logic (plain async code); [`TxInjector`] is its thin actor, which runs one
-//! operation at a time so nonces are never allocated twice.
+//! Two report shapes ([`ReportMode`]):
+//! - **reporter**: one transaction `report(last_block.timestamp)` to our `UptimeReporter`, whose
+//!   up round starts at the including block's own timestamp. Signed once per outage; re-signed
+//!   only when a competitor overtakes it. Nothing ages.
+//! - **pair**: `updateStatus(true, last_block.timestamp)` (nonce N) and
+//!   `updateStatus(false, t_up)` (N+1) straight to the feed. The up transaction carries a
+//!   wall-clock `t_up` and is refreshed on the schedule of [`pricing::refresh_due`].
+//!
+//! Each check while stalled: read every endpoint's pool ([`Sequencers::pools`]), price above the
+//! best competitor ([`PriceRules::target`]), re-sign a slot only when it is overtaken or due for
+//! a refresh (paying the pool's bump over the highest price ever signed for it), submit to
+//! every endpoint, and re-submit the accepted bytes wherever a pool lost them. Every signature
+//! is journaled before it is submitted, so a `kill -9` at any moment resumes with the same
+//! nonces and a price that replaces whatever of ours a pool holds: at most one report per
+//! nonce can ever land.
 
-use std::{collections::VecDeque, time::Duration};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Recipient, WrapFuture};
+use actix::{Addr, Recipient};
 use alloy::{
     consensus::{Signed, TxEip1559, TxEnvelope},
     eips::eip2718::Encodable2718,
     primitives::{Address, B256, Bytes, TxKind, U256},
 };
-use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord, OutageResult};
-use tokio::sync::oneshot;
+use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord, OutageResult, ReportTx};
 use tracing::{error, info, warn};
 
 use super::{
     feed::{self, Round},
     messages::*,
+    pool::Competition,
+    pricing::{self, PriceRules},
     signer_actor::SignError,
-    submit::{Submitted, Submitter},
-    watchdog::unix_now,
+    submit::{SUBMISSION_RESULTS, Sequencers, Submitted},
 };
 use crate::{
     chains_db::{
@@ -35,30 +44,50 @@ use crate::{
         messages::{GetLastOutage, PutOutage},
     },
     metrics::{self, Family, Metrics},
-    rpc::{EthRpc, RpcReceipt},
+    rpc::{BlockTag, EthRpc, RpcTx},
 };
 
-/// How the injector prices and times the pair.
+/// What an outage report is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportMode {
+    /// Two transactions straight to the feed.
+    Pair,
+    /// One transaction to our reporter contract at this address.
+    Reporter(Address),
+}
+
+impl ReportMode {
+    /// Transactions per report.
+    pub fn slots(self) -> usize {
+        match self {
+            ReportMode::Pair => 2,
+            ReportMode::Reporter(_) => 1,
+        }
+    }
+}
+
+/// How the injector prices and times the report.
 #[derive(Clone, Debug)]
 pub struct InjectorConfig {
     /// The L2 chain (and the chain id the transactions carry).
     pub chain: ChainId,
     /// The uptime feed.
     pub feed: Address,
-    /// Between refreshes of the pre-positioned pair.
+    /// Pair or reporter.
+    pub mode: ReportMode,
+    /// Between checks of the pooled report.
     pub refresh_interval: Duration,
-    /// `t_up = now - margin`, so it is never later than the including block's timestamp.
+    /// `t_up = now - margin` (pair mode), so it is never later than the including block.
     pub clock_skew_margin_secs: u64,
     /// Gas limit of each transaction.
     pub gas_limit: u64,
-    /// The lowest max fee per gas (the first pair pays at least this and twice the base fee).
-    pub max_fee_per_gas: u128,
-    /// The priority fee; `None`: equal to the max fee, so the pair sorts first.
-    pub max_priority_fee_per_gas: Option<u128>,
-    /// Refreshes stop raising fees here (and the refresh stops once a bump would pass it).
-    pub fee_cap: u128,
-    /// A replacement pays this many percent more (the pool's price bump; 10 on geth and anvil).
-    pub bump_percent: u128,
+    /// Floor, margin, bump and cap.
+    pub rules: PriceRules,
+    /// Refreshes the default schedule needs for the longest outage planned for (pair mode):
+    /// sizes the funding check.
+    pub planned_refreshes: u32,
+    /// Reverted reports after which an outage is given up.
+    pub max_reverts: u32,
 }
 
 /// Where the injector is in an outage.
@@ -66,40 +95,20 @@ pub struct InjectorConfig {
 enum Phase {
     /// No outage.
     Idle,
-    /// The chain is stalled: pre-position and refresh.
+    /// The chain is stalled: pre-position and keep first and fresh.
     Stalled,
     /// The chain resumed: confirm (and retry if needed).
     Confirming,
 }
 
-/// The injector's logic; see the module documentation.
-#[derive(Debug)]
-pub struct Injector<S> {
-    cfg: InjectorConfig,
-    rpc: EthRpc,
-    submitter: S,
-    signer: Recipient<SignTransaction>,
-    signer_address: Address,
-    db: Addr<ChainsDbActor>,
-    metrics: Metrics,
-    phase: Phase,
-    outage: Option<OutageRecord>,
-    preflight_ok: bool,
-    warned_cap: bool,
-    unfunded: bool,
-    /// Head when the newest pair was sent after resumption (a retry waits one block).
-    retry_sent_at: Option<u64>,
-    /// When `signer_balance_wei` was last read.
-    balance_read_at: Option<std::time::Instant>,
-    /// Why the pair could not be pre-positioned the last time it was tried (for the operator).
-    blocked: Option<String>,
-}
-
 /// The `result` label values of `injections_total`.
-const INJECTION_RESULTS: [&str; 4] = ["landed_first", "landed_not_first", "already_reported", "failed"];
+pub const INJECTION_RESULTS: [&str; 5] = ["landed_first", "landed_not_first", "already_reported", "failed", "gave_up"];
 
 /// How often the balance is read while no outage is in progress.
 const BALANCE_EVERY: Duration = Duration::from_secs(30);
+
+/// How many blocks after the gap are searched for the report that consumed our nonce.
+const LANDING_SCAN_BLOCKS: u64 = 256;
 
 /// Why an operation did not complete; logged and counted, then retried on the next tick.
 #[derive(Debug, thiserror::Error)]
@@ -113,26 +122,68 @@ pub enum InjectError {
     /// The journal could not be written.
     #[error("journal: {0}")]
     Journal(String),
-    /// The feed answered something we cannot read.
-    #[error("feed {0}: unreadable answer")]
-    Feed(Address),
+    /// A contract answered something we cannot read.
+    #[error("contract {0}: unreadable answer")]
+    Contract(Address),
 }
 
-impl<S: Submitter> Injector<S> {
-    /// An injector; `signer_address` is the configured signer account.
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where a report transaction was found on chain.
+#[derive(Clone, Debug)]
+struct Landing {
+    block: u64,
+    index: u64,
+    hash: B256,
+    ok: bool,
+}
+
+/// The injector's logic; see the module documentation.
+#[derive(Debug)]
+pub struct Injector {
+    pub(super) cfg: InjectorConfig,
+    rpc: EthRpc,
+    sequencers: Sequencers,
+    signer: Recipient<SignTransaction>,
+    signer_address: Address,
+    db: Addr<ChainsDbActor>,
+    pub(super) metrics: Metrics,
+    phase: Phase,
+    outage: Option<OutageRecord>,
+    preflight_ok: bool,
+    unfunded: bool,
+    /// Per endpoint: whether its pool was readable at the last read (`None`: not read yet).
+    pool_readable: Vec<Option<bool>>,
+    /// Head when the newest retry was sent after resumption (a retry waits one block).
+    retry_sent_at: Option<u64>,
+    /// The outage's not-first failure was counted.
+    failure_counted: bool,
+    /// When `signer_balance_wei` was last read.
+    balance_read_at: Option<Instant>,
+    /// Why the report could not be pre-positioned the last time it was tried (for the operator).
+    blocked: Option<String>,
+}
+
+impl Injector {
+    /// An injector; `signer_address` is the configured signer account. `sequencers` holds the
+    /// chain's own node first, then every `submit_urls` endpoint.
     pub fn new(
         cfg: InjectorConfig,
         rpc: EthRpc,
-        submitter: S,
+        sequencers: Sequencers,
         signer: Recipient<SignTransaction>,
         signer_address: Address,
         db: Addr<ChainsDbActor>,
         metrics: Metrics,
     ) -> Self {
         Self {
+            pool_readable: vec![None; sequencers.len()],
             cfg,
             rpc,
-            submitter,
+            sequencers,
             signer,
             signer_address,
             db,
@@ -140,71 +191,101 @@ impl<S: Submitter> Injector<S> {
             phase: Phase::Idle,
             outage: None,
             preflight_ok: false,
-            warned_cap: false,
             unfunded: false,
             retry_sent_at: None,
+            failure_counted: false,
             balance_read_at: None,
             blocked: None,
         }
     }
 
-    fn labels(&self) -> [(&'static str, String); 1] {
-        [("chain", self.cfg.chain.to_string())]
+    fn chain_label(&self) -> String {
+        self.cfg.chain.to_string()
     }
 
-    fn count(&self, family: &Family) {
-        let [(k, v)] = self.labels();
-        self.metrics.inc(family, &[(k, v.as_str())]);
+    pub(super) fn count(&self, family: &Family) {
+        self.metrics.inc(family, &[("chain", self.chain_label().as_str())]);
     }
 
     fn gauge(&self, family: &Family, value: f64) {
-        let [(k, v)] = self.labels();
-        self.metrics.set(family, &[(k, v.as_str())], value);
+        self.metrics.set(family, &[("chain", self.chain_label().as_str())], value);
+    }
+
+    fn count_endpoint(&self, family: &Family, endpoint: usize, extra: Option<(&'static str, &str)>) {
+        let chain = self.chain_label();
+        let label = self.sequencers.labels().nth(endpoint).unwrap_or("?").to_owned();
+        let mut labels = vec![("chain", chain.as_str()), ("endpoint", label.as_str())];
+        labels.extend(extra);
+        self.metrics.inc(family, &labels);
     }
 
     /// Counts the outcome of an outage report (`injections_total{result}`).
     fn injection(&self, result: &str) {
-        let [(k, v)] = self.labels();
-        self.metrics.inc(&metrics::INJECTIONS, &[(k, v.as_str()), ("result", result)]);
+        self.metrics.inc(&metrics::INJECTIONS, &[("chain", self.chain_label().as_str()), ("result", result)]);
     }
 
     /// Creates every per-chain series at zero, so that alerts on `increase()` see the first event.
     fn init_metrics(&self) {
-        let [(k, v)] = self.labels();
-        let labels = [(k, v.as_str())];
+        let chain = self.chain_label();
+        let labels = [("chain", chain.as_str())];
         for family in [
             &metrics::OUTAGES,
             &metrics::PAIRS_SUBMITTED,
             &metrics::PAIR_REFRESHES,
+            &metrics::REPORT_REPRICED,
             &metrics::SUBMIT_ERRORS,
             &metrics::UPTIME_ERRORS,
             &metrics::FEE_CAP_REACHED,
+            &metrics::REPORT_OUTBID,
+            &metrics::REPORT_REVERTS,
         ] {
             self.metrics.touch(family, &labels);
         }
         for result in INJECTION_RESULTS {
-            self.metrics.touch(&metrics::INJECTIONS, &[(k, v.as_str()), ("result", result)]);
+            self.metrics.touch(&metrics::INJECTIONS, &[("chain", chain.as_str()), ("result", result)]);
+        }
+        for endpoint in self.sequencers.labels() {
+            let labels = [("chain", chain.as_str()), ("endpoint", endpoint)];
+            self.metrics.touch(&metrics::POOL_LOST, &labels);
+            for result in SUBMISSION_RESULTS {
+                let labels = [("chain", chain.as_str()), ("endpoint", endpoint), ("result", result)];
+                self.metrics.touch(&metrics::SUBMISSIONS, &labels);
+            }
         }
         for family in [&metrics::WRONG_CHAIN, &metrics::SIGNER_MISSING_ROLE, &metrics::SIGNER_UNFUNDED] {
             self.metrics.set(family, &labels, 0.0);
         }
     }
 
+    /// What a report costs at most before the outage is over, at the configured fees: the pair's
+    /// down transaction at the floor and its up transaction at the end of the refresh schedule,
+    /// or one reporter call at the floor.
+    fn planned_cost(&self) -> U256 {
+        let floor = self.cfg.rules.floor;
+        let per_gas = match self.cfg.mode {
+            ReportMode::Pair => {
+                floor + pricing::required_cap(floor, self.cfg.planned_refreshes, self.cfg.rules.bump_percent)
+            }
+            ReportMode::Reporter(_) => floor,
+        };
+        U256::from(self.cfg.gas_limit) * U256::from(per_gas)
+    }
+
     /// Reads the signer's balance into `signer_balance_wei`, and while no outage is on, whether
-    /// it pays for a pair at the configured fees (`signer_unfunded`), so the alert fires before
+    /// it pays for a report at the configured fees (`signer_unfunded`), so the alert fires before
     /// an outage needs the money.
     async fn read_balance(&mut self) -> Result<U256, InjectError> {
         let balance = self.rpc.balance(self.signer_address).await?;
         self.gauge(&metrics::SIGNER_BALANCE, f64::from(balance));
         if self.phase == Phase::Idle {
-            self.funded(balance, self.cfg.max_fee_per_gas);
+            self.funded(balance, self.planned_cost());
         }
-        self.balance_read_at = Some(std::time::Instant::now());
+        self.balance_read_at = Some(Instant::now());
         Ok(balance)
     }
 
-    /// Start-up: checks the chain id and the signer's role, and picks up an unfinished outage
-    /// from the journal.
+    /// Start-up: checks the chain id and the permissions, whether each endpoint serves its pool,
+    /// and picks up an unfinished outage from the journal.
     pub async fn start(&mut self) -> Result<(), InjectError> {
         self.init_metrics();
         let last =
@@ -216,9 +297,13 @@ impl<S: Submitter> Injector<S> {
             self.outage = Some(record);
             self.phase = Phase::Confirming;
         }
+        // Said once at start-up: pricing falls back to the configured fees on a node without it.
+        self.read_pools().await;
         self.preflight().await
     }
 
+    /// The chain id, and the permissions the report needs: the signer's `FEED_UPDATER_ROLE`
+    /// (pair), or the reporter's role, its feed and its allowance of the signer (reporter).
     async fn preflight(&mut self) -> Result<(), InjectError> {
         if self.preflight_ok {
             return Ok(());
@@ -230,23 +315,40 @@ impl<S: Submitter> Injector<S> {
             error!(target: "uptime", chain = self.cfg.chain, node_chain = chain_id, "the L2 node serves another chain: refusing to inject");
             return Ok(());
         }
-        let data = self.rpc.call(self.cfg.feed, feed::has_role(feed::FEED_UPDATER_ROLE, self.signer_address)).await?;
-        match feed::decode_bool(&data) {
-            Some(true) => {
-                self.gauge(&metrics::SIGNER_MISSING_ROLE, 0.0);
-                self.preflight_ok = true;
+        let problem = match self.cfg.mode {
+            ReportMode::Pair => (!self.has_role(self.signer_address).await?).then(|| {
+                format!("the signer {} lacks FEED_UPDATER_ROLE on the feed {}", self.signer_address, self.cfg.feed)
+            }),
+            ReportMode::Reporter(reporter) => {
+                let data = self.rpc.call(reporter, feed::reporter_feed()).await?;
+                let its_feed = feed::decode_address(&data).ok_or(InjectError::Contract(reporter))?;
+                let data = self.rpc.call(reporter, feed::is_reporter(self.signer_address)).await?;
+                let allowed = feed::decode_bool(&data).ok_or(InjectError::Contract(reporter))?;
+                if its_feed != self.cfg.feed {
+                    Some(format!("the reporter {reporter} reports to the feed {its_feed}, not {}", self.cfg.feed))
+                } else if !self.has_role(reporter).await? {
+                    Some(format!("the reporter {reporter} lacks FEED_UPDATER_ROLE on the feed {}", self.cfg.feed))
+                } else if !allowed {
+                    Some(format!("the signer {} is not an allowed reporter of {reporter}", self.signer_address))
+                } else {
+                    None
+                }
             }
-            Some(false) => {
-                self.gauge(&metrics::SIGNER_MISSING_ROLE, 1.0);
-                self.blocked = Some(format!(
-                    "the signer {} lacks FEED_UPDATER_ROLE on the feed {}",
-                    self.signer_address, self.cfg.feed
-                ));
-                error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, feed = %self.cfg.feed, "the signer lacks FEED_UPDATER_ROLE on the feed: updates would revert; grant the role");
+        };
+        self.gauge(&metrics::SIGNER_MISSING_ROLE, if problem.is_some() { 1.0 } else { 0.0 });
+        match problem {
+            None => self.preflight_ok = true,
+            Some(problem) => {
+                error!(target: "uptime", chain = self.cfg.chain, %problem, "the report would revert: not injecting until this is fixed");
+                self.blocked = Some(problem);
             }
-            None => return Err(InjectError::Feed(self.cfg.feed)),
         }
         Ok(())
+    }
+
+    async fn has_role(&self, who: Address) -> Result<bool, InjectError> {
+        let data = self.rpc.call(self.cfg.feed, feed::has_role(feed::FEED_UPDATER_ROLE, who)).await?;
+        feed::decode_bool(&data).ok_or(InjectError::Contract(self.cfg.feed))
     }
 
     /// The outage began after `last_block`.
@@ -259,12 +361,15 @@ impl<S: Submitter> Injector<S> {
             self.count(&metrics::OUTAGES);
             self.journal(&record).await?;
             self.outage = Some(record);
+            self.failure_counted = false;
+            // Permissions can change between outages: checked again for each.
+            self.preflight_ok = false;
         }
         self.pre_position().await
     }
 
     /// The operator forced an outage after `last_block`: handled as a stall, unless an earlier
-    /// outage is still being confirmed. Answers the outage once its pair is pre-positioned (or
+    /// outage is still being confirmed. Answers the outage once its report is pre-positioned (or
     /// the feed already shows it), or why not.
     pub async fn on_forced(&mut self, last_block: BlockRef) -> Result<OutageRecord, String> {
         if let Some(o) = &self.outage
@@ -278,12 +383,12 @@ impl<S: Submitter> Injector<S> {
         }
         self.on_stalled(last_block).await.map_err(|e| e.to_string())?;
         match &self.outage {
-            Some(o) if !o.tx_hashes.is_empty() || o.result != OutageResult::Pending => Ok(o.clone()),
-            _ => Err(self.blocked.clone().unwrap_or_else(|| "the pair was not pre-positioned; see the log".into())),
+            Some(o) if o.fully_pooled(self.cfg.mode.slots()) || o.result != OutageResult::Pending => Ok(o.clone()),
+            _ => Err(self.blocked.clone().unwrap_or_else(|| "the report was not pre-positioned; see the log".into())),
         }
     }
 
-    /// The refresh tick: pre-position (or refresh) while stalled; confirm after resumption.
+    /// The check tick: keep the report first and fresh while stalled; confirm after resumption.
     pub async fn tick(&mut self) -> Result<(), InjectError> {
         match self.phase {
             Phase::Idle => {
@@ -308,7 +413,12 @@ impl<S: Submitter> Injector<S> {
 
     async fn latest_round(&self) -> Result<Round, InjectError> {
         let data = self.rpc.call(self.cfg.feed, feed::latest_round_data()).await?;
-        feed::decode_round(&data).ok_or(InjectError::Feed(self.cfg.feed))
+        feed::decode_round(&data).ok_or(InjectError::Contract(self.cfg.feed))
+    }
+
+    async fn round(&self, id: u128) -> Result<Round, InjectError> {
+        let data = self.rpc.call(self.cfg.feed, feed::get_round_data(id)).await?;
+        feed::decode_round_data(&data).ok_or(InjectError::Contract(self.cfg.feed))
     }
 
     /// Whether the feed already shows this outage (a down round starting at or after the last
@@ -318,131 +428,260 @@ impl<S: Submitter> Injector<S> {
         Ok(round.started_at >= down_ts && (round.down || round.started_at > down_ts))
     }
 
+    /// Reads every endpoint's pool; says once per change when one cannot be read, and keeps
+    /// `txpool_unreadable` current. The best competitor over the readable pools, or `None`
+    /// when none is.
+    async fn read_pools(&mut self) -> Option<Competition> {
+        let views = self.sequencers.pools(self.signer_address).await;
+        let chain = self.chain_label();
+        let mut best: Option<Competition> = None;
+        for (i, view) in views.into_iter().enumerate() {
+            let endpoint = self.sequencers.labels().nth(i).unwrap_or("?").to_owned();
+            let readable = view.is_ok();
+            if self.pool_readable[i] != Some(readable) {
+                match &view {
+                    Ok(_) => info!(target: "uptime", chain = self.cfg.chain, %endpoint, "the pending pool is readable: the report is priced above the best pending transaction"),
+                    Err(e) => warn!(target: "uptime", chain = self.cfg.chain, %endpoint, error = %e, "cannot read the pending pool (txpool_content): pricing the report at the configured fees, which cannot promise first place"),
+                }
+                self.pool_readable[i] = Some(readable);
+            }
+            let labels = [("chain", chain.as_str()), ("endpoint", endpoint.as_str())];
+            self.metrics.set(&metrics::POOL_UNREADABLE, &labels, if readable { 0.0 } else { 1.0 });
+            if let Ok(view) = view {
+                best = Some(best.map_or(view.competition, |b| b.merge(view.competition)));
+            }
+        }
+        best
+    }
+
+    /// The check while stalled (and, after resumption, the retry until the report lands).
     async fn pre_position(&mut self) -> Result<(), InjectError> {
         self.preflight().await?;
-        let Some(outage) = self.outage.clone() else { return Ok(()) };
+        let Some(mut outage) = self.outage.clone() else { return Ok(()) };
         if !self.preflight_ok || outage.result != OutageResult::Pending {
             return Ok(());
         }
-        let refresh = !outage.tx_hashes.is_empty();
-        if !refresh && self.feed_shows(outage.down_ts()).await? {
-            info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed already shows this outage: nothing to inject");
-            self.injection("already_reported");
-            return self.finish(OutageResult::AlreadyReported, None).await;
+        let slots = self.cfg.mode.slots();
+        if outage.txs.iter().all(Option::is_none)
+            && outage.signed_fees.is_empty()
+            && self.phase == Phase::Stalled
+            && self.feed_shows(outage.down_ts()).await?
+        {
+            {
+                info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed already shows this outage: nothing to inject");
+                self.injection("already_reported");
+                return self.finish(OutageResult::AlreadyReported, None).await;
+            }
         }
-        self.send_pair(refresh).await
-    }
-
-    /// Signs and submits the pair. `refresh`: replace the pooled pair (same nonces, bumped fees).
-    async fn send_pair(&mut self, refresh: bool) -> Result<(), InjectError> {
-        let Some(mut outage) = self.outage.clone() else { return Ok(()) };
+        let competition = self.read_pools().await;
         let base_fee = self.rpc.latest_base_fee().await?.unwrap_or(0);
-        let floor = self.cfg.max_fee_per_gas.max(base_fee.saturating_mul(2)).min(self.cfg.fee_cap);
-        let max_fee = if refresh {
-            let bumped = outage.max_fee_per_gas.saturating_mul(100 + self.cfg.bump_percent) / 100 + 1;
-            if bumped > self.cfg.fee_cap {
-                if !self.warned_cap {
-                    self.warned_cap = true;
-                    self.count(&metrics::FEE_CAP_REACHED);
-                    warn!(target: "uptime", chain = self.cfg.chain, fee_cap = self.cfg.fee_cap, up_ts = ?outage.up_ts, "fee cap reached: the pooled pair can no longer be replaced, so its up timestamp ages from now on");
-                }
-                return Ok(());
-            }
-            bumped.max(floor)
-        } else {
-            floor
-        };
-        let priority = self.cfg.max_priority_fee_per_gas.map_or(max_fee, |p| {
-            if refresh {
-                (outage.max_priority_fee_per_gas.saturating_mul(100 + self.cfg.bump_percent) / 100 + 1).min(max_fee)
-            } else {
-                p.min(max_fee)
-            }
-        });
-
-        let balance = self.read_balance().await?;
-        if !self.funded(balance, max_fee) {
-            return Ok(());
+        let target = self.cfg.rules.target(base_fee, competition.as_ref());
+        if target.outbid_at_cap && !outage.outbid_at_cap {
+            outage.outbid_at_cap = true;
+            self.count(&metrics::REPORT_OUTBID);
+            warn!(target: "uptime", chain = self.cfg.chain, cap = self.cfg.rules.cap, best = competition.map_or(0, |c| c.best()), "a pending transaction pays the fee cap or more: the report stays at the cap and may not be first");
         }
 
-        // The mined nonce, not the pending one: a pair already pooled by another instance (or an
-        // earlier run) holds these nonces, and ours must replace it rather than queue behind it.
-        let nonce = match outage.nonce {
-            Some(n) => n,
-            None => self.rpc.latest_nonce(self.signer_address).await?,
-        };
-        let down_ts = outage.down_ts();
-        let up_ts = unix_now().saturating_sub(self.cfg.clock_skew_margin_secs).max(down_ts);
-        let tx = |nonce: u64, down: bool, ts: u64| TxEip1559 {
-            chain_id: self.cfg.chain,
-            nonce,
-            gas_limit: self.cfg.gas_limit,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: priority,
-            to: TxKind::Call(self.cfg.feed),
-            value: U256::ZERO,
-            access_list: Default::default(),
-            input: feed::update_status(down, ts),
-        };
-        let down = self.sign(tx(nonce, true, down_ts)).await?;
-        let up = self.sign(tx(nonce + 1, false, up_ts)).await?;
-        let hashes = vec![*down.hash(), *up.hash()];
-        let outcome = self.submitter.submit_pair(encode(down), encode(up)).await;
-        match &outcome {
-            [a, b] if (a.pooled() || *a == Submitted::Underpriced) && b.pooled() => {}
-            [Submitted::NonceTooLow, _] | [_, Submitted::NonceTooLow] => {
-                // The nonce was used (a pair landed, or another sender): resync and look again.
-                warn!(target: "uptime", chain = self.cfg.chain, nonce, "nonce too low: resyncing");
-                self.count(&metrics::SUBMIT_ERRORS);
-                outage.nonce = None;
-                outage.tx_hashes.clear();
+        let mined = self.rpc.latest_nonce(self.signer_address).await?;
+        let nonce = *outage.nonce.get_or_insert(mined);
+        outage.txs.resize(slots, None);
+        outage.signed_fees.resize(slots, 0);
+        let plan = self.plan(&mut outage, &target, competition.as_ref(), mined);
+        let mut need = U256::ZERO;
+        for (i, price) in plan.iter().enumerate() {
+            let fee = price.unwrap_or_else(|| outage.txs[i].as_ref().map_or(0, |t| t.max_fee_per_gas));
+            need += U256::from(self.cfg.gas_limit) * U256::from(fee);
+        }
+        if plan.iter().any(Option::is_some) {
+            let balance = self.read_balance().await?;
+            if !self.funded(balance, need) {
                 self.outage = Some(outage);
                 return Ok(());
             }
-            [Submitted::Underpriced, _] | [_, Submitted::Underpriced] => {
-                // Another pair with our nonces is pooled at a higher price: outbid it next time.
-                info!(target: "uptime", chain = self.cfg.chain, nonce, max_fee, "a pair with these nonces is already pooled at a higher price");
-                outage.nonce = Some(nonce);
-                outage.max_fee_per_gas = max_fee;
-                outage.max_priority_fee_per_gas = priority;
-                if outage.tx_hashes.is_empty() {
-                    outage.tx_hashes = hashes;
-                }
-                self.outage = Some(outage);
-                return Ok(());
+        }
+        for (slot, price) in plan.into_iter().enumerate() {
+            let slot_nonce = nonce + slot as u64;
+            if slot_nonce < mined {
+                continue; // mined: the confirmation finds out what
             }
-            other => {
-                self.count(&metrics::SUBMIT_ERRORS);
-                error!(target: "uptime", chain = self.cfg.chain, outcome = ?other, "the node refused the update pair");
-                self.blocked = Some(format!("the node refused the pair: {other:?}"));
-                if other.contains(&Submitted::InsufficientFunds) {
-                    self.gauge(&metrics::SIGNER_UNFUNDED, 1.0);
+            match price {
+                Some(price) => {
+                    let tx = self.sign_slot(&outage, slot, slot_nonce, price).await?;
+                    // Write-ahead: whatever a pool may hold of ours for this nonce, the next
+                    // signature outbids it, even after a crash right after this submission.
+                    outage.signed_fees[slot] = price;
+                    self.journal(&outage).await?;
+                    if !self.submit_slot(&mut outage, slot, tx).await? {
+                        break;
+                    }
                 }
-                return Ok(());
+                None => {
+                    if let Some(tx) = outage.txs[slot].clone()
+                        && !self.still_pooled(tx).await?
+                    {
+                        break;
+                    }
+                }
             }
         }
-        outage.nonce = Some(nonce);
-        outage.max_fee_per_gas = max_fee;
-        outage.max_priority_fee_per_gas = priority;
-        outage.up_ts = Some(up_ts);
-        outage.tx_hashes = hashes;
         self.journal(&outage).await?;
-        self.blocked = None;
-        self.count(if refresh { &metrics::PAIR_REFRESHES } else { &metrics::PAIRS_SUBMITTED });
-        if !refresh {
-            info!(target: "uptime", chain = self.cfg.chain, nonce, down_ts, up_ts, max_fee, down_tx = %outage.tx_hashes[0], up_tx = %outage.tx_hashes[1], "update pair pre-positioned");
+        if outage.fully_pooled(slots) {
+            self.blocked = None;
         }
         self.outage = Some(outage);
         Ok(())
     }
 
-    /// Whether `balance` pays for a pair at `max_fee`; says so (once per change) in the log, in
+    /// Per slot, the price to re-sign it at now, or `None` to keep what is pooled. Re-signs a
+    /// slot that no node accepted yet, that a competitor overtook, or (the pair's up
+    /// transaction) that the refresh schedule says is due; never above the cap (the cap is
+    /// counted once per outage when it stops a due re-signature).
+    fn plan(
+        &self,
+        outage: &mut OutageRecord,
+        target: &pricing::Target,
+        c: Option<&Competition>,
+        mined: u64,
+    ) -> Vec<Option<u128>> {
+        let nonce = outage.nonce.unwrap_or(mined);
+        let mut capped = false;
+        let plan = (0..self.cfg.mode.slots())
+            .map(|slot| {
+                if nonce + (slot as u64) < mined {
+                    return None;
+                }
+                let due = match &outage.txs[slot] {
+                    None => true,
+                    Some(tx) => {
+                        c.is_some_and(|c| pricing::overtaken(tx.max_fee_per_gas, c))
+                            || tx.up_ts.is_some_and(|up| {
+                                pricing::refresh_due(
+                                    now_ms(),
+                                    up,
+                                    outage.down_ts(),
+                                    self.cfg.refresh_interval.as_millis() as u64,
+                                    self.cfg.clock_skew_margin_secs,
+                                )
+                            })
+                    }
+                };
+                if !due {
+                    return None;
+                }
+                let price = self.cfg.rules.resign_price(outage.signed_fees[slot], target);
+                capped |= price.is_none();
+                price
+            })
+            .collect();
+        if capped && !outage.fee_cap_reached {
+            outage.fee_cap_reached = true;
+            self.count(&metrics::FEE_CAP_REACHED);
+            warn!(target: "uptime", chain = self.cfg.chain, fee_cap = self.cfg.rules.cap, up_ts = ?outage.up_ts, "fee cap reached: the pooled report can no longer be replaced (a pair's up timestamp ages from now on)");
+        }
+        plan
+    }
+
+    /// Signs slot `slot` of the report at `price`.
+    async fn sign_slot(&self, outage: &OutageRecord, slot: usize, nonce: u64, price: u128) -> Result<ReportTx, InjectError> {
+        let down_ts = outage.down_ts();
+        let (to, input, up_ts) = match (self.cfg.mode, slot) {
+            (ReportMode::Reporter(reporter), _) => (reporter, feed::report(down_ts), None),
+            (ReportMode::Pair, 0) => (self.cfg.feed, feed::update_status(true, down_ts), None),
+            (ReportMode::Pair, _) => {
+                let up = pricing::up_ts_at(now_ms(), down_ts, self.cfg.clock_skew_margin_secs);
+                (self.cfg.feed, feed::update_status(false, up), Some(up))
+            }
+        };
+        let tx = TxEip1559 {
+            chain_id: self.cfg.chain,
+            nonce,
+            gas_limit: self.cfg.gas_limit,
+            max_fee_per_gas: price,
+            max_priority_fee_per_gas: price,
+            to: TxKind::Call(to),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input,
+        };
+        let signed = self.sign(tx).await?;
+        Ok(ReportTx { hash: *signed.hash(), raw: encode(signed), max_fee_per_gas: price, up_ts })
+    }
+
+    /// Submits a newly signed `tx` for `slot` to every endpoint. Returns whether the report may
+    /// go on to the next slot (a node holds this one or an earlier one of ours).
+    /// Submits a newly signed `tx` for `slot` to every endpoint. Returns whether the report may
+    /// go on to the next slot (a node holds this one or an earlier one of ours).
+    async fn submit_slot(&mut self, outage: &mut OutageRecord, slot: usize, tx: ReportTx) -> Result<bool, InjectError> {
+        let which: Vec<usize> = (0..self.sequencers.len()).collect();
+        let outcomes = self.sequencers.submit(&tx.raw, &which).await;
+        for (&i, outcome) in which.iter().zip(&outcomes) {
+            self.count_endpoint(&metrics::SUBMISSIONS, i, Some(("result", outcome.label())));
+            if let Submitted::Failed(e) = outcome {
+                warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), error = %e, "submission failed");
+            }
+        }
+        let accepted = outcomes.iter().any(Submitted::pooled);
+        let replaced = outage.txs[slot].is_some();
+        if accepted {
+            if tx.up_ts.is_some() {
+                outage.up_ts = tx.up_ts;
+            }
+            if !replaced && slot == 0 {
+                self.count(&metrics::PAIRS_SUBMITTED);
+                info!(target: "uptime", chain = self.cfg.chain, nonce = ?outage.nonce, down_ts = outage.down_ts(), max_fee = tx.max_fee_per_gas, tx = %tx.hash, mode = ?self.cfg.mode, "report pre-positioned");
+            } else if replaced && tx.up_ts.is_some() {
+                self.count(&metrics::PAIR_REFRESHES);
+            } else if replaced {
+                self.count(&metrics::REPORT_REPRICED);
+            }
+            self.gauge(&metrics::REPORT_PRICE, tx.max_fee_per_gas as f64);
+            outage.txs[slot] = Some(tx);
+            return Ok(true);
+        }
+        self.count(&metrics::SUBMIT_ERRORS);
+        if outcomes.contains(&Submitted::NonceTooLow) {
+            // Mined meanwhile: the confirmation reads the chain for what.
+            warn!(target: "uptime", chain = self.cfg.chain, slot, "nonce already used: the report (or another transaction of the signer) was mined");
+            return Ok(false);
+        }
+        if outcomes.contains(&Submitted::InsufficientFunds) {
+            self.gauge(&metrics::SIGNER_UNFUNDED, 1.0);
+        }
+        if outcomes.contains(&Submitted::Underpriced) {
+            warn!(target: "uptime", chain = self.cfg.chain, slot, max_fee = tx.max_fee_per_gas, "refused as underpriced: a pricier transaction of ours holds this nonce (a twin instance or an earlier run), or the pool's price bump is above fee_bump_percent");
+        } else {
+            error!(target: "uptime", chain = self.cfg.chain, slot, outcomes = ?outcomes, "no node accepted the report transaction");
+        }
+        self.blocked = Some(format!("the nodes refused the report: {outcomes:?}"));
+        // An earlier accepted transaction of ours may still hold the nonce: go on with it.
+        Ok(replaced)
+    }
+
+    /// Verifies by hash that every endpoint still pools `tx` (slot `slot`), and re-submits it
+    /// unchanged where a pool lost it (a restart, a failover). Returns whether to go on.
+    async fn still_pooled(&mut self, tx: ReportTx) -> Result<bool, InjectError> {
+        let known = self.sequencers.knows(tx.hash).await;
+        let lost: Vec<usize> = known.iter().enumerate().filter(|(_, k)| **k == Some(false)).map(|(i, _)| i).collect();
+        if lost.is_empty() {
+            return Ok(true);
+        }
+        for &i in &lost {
+            self.count_endpoint(&metrics::POOL_LOST, i, None);
+            warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), tx = %tx.hash, "the report is gone from this pool (restart or failover): re-submitting it");
+        }
+        let outcomes = self.sequencers.submit(&tx.raw, &lost).await;
+        for (&i, outcome) in lost.iter().zip(&outcomes) {
+            self.count_endpoint(&metrics::SUBMISSIONS, i, Some(("result", outcome.label())));
+        }
+        Ok(!outcomes.contains(&Submitted::NonceTooLow))
+    }
+
+    /// Whether `balance` pays `need`; says so (once per change) in the log, in
     /// `signer_unfunded`, and to an operator forcing an update.
-    fn funded(&mut self, balance: U256, max_fee: u128) -> bool {
-        let need = U256::from(self.cfg.gas_limit) * U256::from(max_fee) * U256::from(2);
+    fn funded(&mut self, balance: U256, need: U256) -> bool {
         let funded = balance >= need;
         if !funded && !self.unfunded {
-            error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, %balance, %need, "signer balance below 2 x gas_limit x max_fee: not injecting until funded");
+            error!(target: "uptime", chain = self.cfg.chain, signer = %self.signer_address, %balance, %need, "signer balance below what the report may cost (gas_limit x fees): not injecting until funded");
         } else if funded && self.unfunded {
             info!(target: "uptime", chain = self.cfg.chain, %balance, "signer funded again");
         }
@@ -459,80 +698,174 @@ impl<S: Submitter> Injector<S> {
         result.map_err(InjectError::Sign)
     }
 
-    /// After resumption: did the pair land first in the first block after the gap?
+    /// Whether `tx` is slot `slot` of this outage's report.
+    fn is_report(&self, tx: &RpcTx, slot: usize, down_ts: u64) -> bool {
+        if tx.from != self.signer_address {
+            return false;
+        }
+        match (self.cfg.mode, slot) {
+            (ReportMode::Reporter(r), _) => tx.to == Some(r) && feed::decode_report(&tx.input) == Some(down_ts),
+            (ReportMode::Pair, 0) => {
+                tx.to == Some(self.cfg.feed) && feed::decode_update_status(&tx.input) == Some((true, down_ts))
+            }
+            (ReportMode::Pair, _) => {
+                tx.to == Some(self.cfg.feed)
+                    && feed::decode_update_status(&tx.input).is_some_and(|(down, ts)| !down && ts >= down_ts)
+            }
+        }
+    }
+
+    /// Where slot `slot` (nonce `nonce`) landed, read from the chain: the receipt of any hash we
+    /// know for it, else a bounded scan of the blocks after the gap for the signer's
+    /// transaction with that nonce. `Ok(None)`: the nonce holds something that is not our
+    /// report.
+    async fn landing(&self, outage: &OutageRecord, slot: usize, nonce: u64, head: u64) -> Result<Option<Landing>, InjectError> {
+        if let Some(tx) = &outage.txs.get(slot).cloned().flatten()
+            && let Some(r) = self.rpc.receipt(tx.hash).await?
+            && let (Some(block), Some(index)) = (r.block_number, r.transaction_index)
+        {
+            return Ok(Some(Landing { block: block.to(), index: index.to(), hash: tx.hash, ok: r.succeeded() }));
+        }
+        let first = outage.last_block.number + 1;
+        for number in first..=head.min(first + LANDING_SCAN_BLOCKS) {
+            let Some(txs) = self.rpc.block_transactions(number).await? else { break };
+            if let Some((index, tx)) =
+                txs.iter().enumerate().find(|(_, t)| t.from == self.signer_address && t.nonce.to::<u64>() == nonce)
+            {
+                if !self.is_report(tx, slot, outage.down_ts()) {
+                    return Ok(None);
+                }
+                let ok = self.rpc.receipt(tx.hash).await?.is_some_and(|r| r.succeeded());
+                return Ok(Some(Landing { block: number, index: index as u64, hash: tx.hash, ok }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After resumption: what landed, and where? Read from the chain, not from what the last
+    /// submission saw.
     async fn confirm(&mut self) -> Result<(), InjectError> {
         let Some(outage) = self.outage.clone() else { return Ok(()) };
         if outage.result != OutageResult::Pending {
             self.phase = Phase::Idle;
             return Ok(());
         }
-        let first_block = outage.last_block.number + 1;
-        let Some(txs) = self.rpc.block_transactions(first_block).await? else { return Ok(()) };
-        let down_ts = outage.down_ts();
-        let ours = |i: usize| {
-            txs.get(i)
-                .filter(|t| t.from == self.signer_address)
-                .and_then(|t| feed::decode_update_status(&t.input).map(|(down, ts)| (t.hash, down, ts)))
-        };
-        if let (Some((h0, true, ts0)), Some((h1, false, up))) = (ours(0), ours(1))
-            && ts0 == down_ts
-            && self.succeeded(h0).await?
-            && self.succeeded(h1).await?
-        {
-            let mut outage = outage;
-            outage.tx_hashes = vec![h0, h1];
-            outage.up_ts = Some(up);
-            self.outage = Some(outage);
-            let round = self.latest_round().await?;
-            if round.down || round.started_at != up {
-                // A later update (another writer) may have followed; say so, the pair did land.
-                warn!(target: "uptime", chain = self.cfg.chain, ?round, up, "the feed's latest round is not our up round");
-            }
-            info!(target: "uptime", chain = self.cfg.chain, block = first_block, down_ts, up_ts = up, "update pair landed first in the first block after the gap");
-            self.injection("landed_first");
-            return self.finish(OutageResult::Landed { first: true }, Some(first_block)).await;
-        }
-
-        // Not first in the first block: landed later, failed, or not landed.
-        let mut receipts = Vec::new();
-        for hash in &outage.tx_hashes {
-            receipts.push(self.rpc.receipt(*hash).await?);
-        }
-        if receipts.len() == 2 && receipts.iter().all(|r| r.as_ref().is_some_and(RpcReceipt::succeeded)) {
-            let block = receipts[0].as_ref().and_then(|r| r.block_number).map(|b| b.to::<u64>());
-            self.injection("landed_not_first");
-            error!(target: "uptime", chain = self.cfg.chain, ?block, first_block, "update pair landed, but NOT first in the first block after the gap");
-            return self.finish(OutageResult::Landed { first: false }, block).await;
-        }
-        let reverted = receipts.iter().any(|r| r.as_ref().is_some_and(RpcReceipt::reverted));
-        if !reverted && self.feed_shows(down_ts).await? {
-            info!(target: "uptime", chain = self.cfg.chain, down_ts, "the feed shows this outage (reported by another sender)");
-            self.injection("already_reported");
-            return self.finish(OutageResult::AlreadyReported, None).await;
-        }
-        // Retry on the next block with the original down timestamp (fresh nonces), at most once
-        // per block.
-        let head = self.rpc.block_by_tag(crate::rpc::BlockTag::Latest).await?.map_or(0, |b| b.number);
-        if self.retry_sent_at.is_some_and(|at| head <= at) {
+        let Some(head) = self.rpc.block_by_tag(BlockTag::Latest).await? else { return Ok(()) };
+        let first = outage.last_block.number + 1;
+        if head.number < first {
             return Ok(());
         }
-        if self.retry_sent_at.is_none() || reverted {
-            self.injection("failed");
-            let reason =
-                if reverted { "an update transaction reverted" } else { "not first in the first block after the gap" };
-            error!(target: "uptime", chain = self.cfg.chain, first_block, reason, "update pair did not land first: retrying with the original down timestamp");
+        let mined = self.rpc.latest_nonce(self.signer_address).await?;
+        let slots = self.cfg.mode.slots() as u64;
+        let Some(nonce) = outage.nonce.filter(|n| mined >= n + slots) else {
+            // The report has not landed (or never went out): the feed may show another sender's;
+            // otherwise it is not first, and it keeps being pushed until it lands.
+            if outage.nonce.is_none_or(|n| mined <= n) && self.feed_shows(outage.down_ts()).await? {
+                info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed shows this outage (reported by another sender)");
+                self.injection("already_reported");
+                return self.finish(OutageResult::AlreadyReported, None).await;
+            }
+            self.not_first(first, "the report is not in the first block after the gap");
+            return self.pre_position().await;
+        };
+        let mut landings = Vec::new();
+        for slot in 0..slots {
+            match self.landing(&outage, slot as usize, nonce + slot, head.number).await? {
+                Some(l) => landings.push(l),
+                None => {
+                    // A transaction that is not our report took the nonce: report again with the
+                    // next nonces.
+                    warn!(target: "uptime", chain = self.cfg.chain, nonce = nonce + slot, "another transaction of the signer took the report's nonce: reporting again");
+                    self.not_first(first, "another transaction of the signer took the report's nonce");
+                    return self.retry(head.number).await;
+                }
+            }
         }
-        let mut retry = outage;
-        retry.nonce = None;
-        retry.tx_hashes.clear();
-        self.outage = Some(retry);
-        self.send_pair(false).await?;
-        self.retry_sent_at = Some(head);
+        if let Some(bad) = landings.iter().find(|l| !l.ok) {
+            return self.reverted(bad.clone(), head.number).await;
+        }
+        let first_place = landings.iter().enumerate().all(|(i, l)| l.block == first && l.index == i as u64);
+        let mut outage = outage;
+        outage.landed_txs = landings.iter().map(|l| l.hash).collect();
+        let block = landings[0].block;
+        if let ReportMode::Reporter(_) = self.cfg.mode {
+            let included = self.rpc.block_by_number(block).await?.map(|b| b.timestamp);
+            outage.up_ts = included;
+        } else if let Some(txs) = self.rpc.block_transactions(landings[slots as usize - 1].block).await?
+            && let Some(up) = txs.get(landings[slots as usize - 1].index as usize)
+        {
+            outage.up_ts = feed::decode_update_status(&up.input).map(|(_, ts)| ts);
+        }
+        self.outage = Some(outage.clone());
+        self.check_rounds(&outage).await?;
+        if first_place {
+            info!(target: "uptime", chain = self.cfg.chain, block, down_ts = outage.down_ts(), up_ts = ?outage.up_ts, "report landed first in the first block after the gap");
+            self.injection("landed_first");
+            self.finish(OutageResult::Landed { first: true }, Some(block)).await
+        } else {
+            self.injection("landed_not_first");
+            error!(target: "uptime", chain = self.cfg.chain, block, first_block = first, "report landed, but NOT first in the first block after the gap");
+            self.finish(OutageResult::Landed { first: false }, Some(block)).await
+        }
+    }
+
+    /// Compares the feed's newest two rounds with the landed report (a later writer may have
+    /// followed: said, not failed).
+    async fn check_rounds(&self, outage: &OutageRecord) -> Result<(), InjectError> {
+        let latest = self.latest_round().await?;
+        let down = if latest.round_id > 1 { Some(self.round(latest.round_id - 1).await?) } else { None };
+        let ours = !latest.down
+            && Some(latest.started_at) == outage.up_ts
+            && down.is_some_and(|d| d.down && d.started_at == outage.down_ts());
+        if !ours {
+            warn!(target: "uptime", chain = self.cfg.chain, ?latest, ?down, up_ts = ?outage.up_ts, "the feed's newest rounds are not the report's down and up rounds");
+        }
         Ok(())
     }
 
-    async fn succeeded(&self, hash: B256) -> Result<bool, InjectError> {
-        Ok(self.rpc.receipt(hash).await?.is_some_and(|r| r.succeeded()))
+    /// Counts the outage's failure to land first, once.
+    fn not_first(&mut self, first_block: u64, reason: &str) {
+        if !self.failure_counted {
+            self.failure_counted = true;
+            self.injection("failed");
+            error!(target: "uptime", chain = self.cfg.chain, first_block, reason, "report did not land first: retrying with the original down timestamp");
+        }
+    }
+
+    /// A landed report reverted: re-check the permissions, and give up after `max_reverts`.
+    async fn reverted(&mut self, landing: Landing, head: u64) -> Result<(), InjectError> {
+        if self.retry_sent_at.is_some_and(|at| head <= at) {
+            return Ok(());
+        }
+        let Some(mut outage) = self.outage.clone() else { return Ok(()) };
+        outage.reverts += 1;
+        self.count(&metrics::REPORT_REVERTS);
+        error!(target: "uptime", chain = self.cfg.chain, tx = %landing.hash, block = landing.block, reverts = outage.reverts, max = self.cfg.max_reverts, "the report reverted");
+        self.outage = Some(outage.clone());
+        if outage.reverts >= self.cfg.max_reverts {
+            error!(target: "uptime", chain = self.cfg.chain, reverts = outage.reverts, "giving up on this outage after repeated reverts: check the feed, the roles and the reporter");
+            self.injection("gave_up");
+            let reason = format!("the report reverted {} times", outage.reverts);
+            return self.finish(OutageResult::Failed { reason }, Some(landing.block)).await;
+        }
+        self.not_first(outage.last_block.number + 1, "the report reverted");
+        self.preflight_ok = false;
+        self.retry(head).await
+    }
+
+    /// Reports again with fresh nonces (the old ones are used), at most once per block.
+    async fn retry(&mut self, head: u64) -> Result<(), InjectError> {
+        if self.retry_sent_at.is_some_and(|at| head <= at) {
+            return Ok(());
+        }
+        if let Some(o) = &mut self.outage {
+            o.nonce = None;
+            o.txs.clear();
+            o.signed_fees.clear();
+        }
+        self.pre_position().await?;
+        self.retry_sent_at = Some(head);
+        Ok(())
     }
 
     async fn finish(&mut self, result: OutageResult, block: Option<u64>) -> Result<(), InjectError> {
@@ -559,111 +892,3 @@ impl<S: Submitter> Injector<S> {
 fn encode(signed: Signed<TxEip1559>) -> Bytes {
     TxEnvelope::Eip1559(signed).encoded_2718().into()
 }
-
-/// What the actor has to do next.
-#[derive(Debug)]
-enum Event {
-    Start,
-    Stalled(BlockRef),
-    Forced(BlockRef, oneshot::Sender<Result<OutageRecord, String>>),
-    Resumed(BlockRef),
-    Tick,
-}
-
-/// The actor around [`Injector`]: one operation at a time, in arrival order.
-#[derive(Debug)]
-pub struct TxInjector<S: Submitter + Unpin + 'static> {
-    injector: Option<Injector<S>>,
-    queue: VecDeque<Event>,
-    refresh_interval: Duration,
-    chain: ChainId,
-}
-
-impl<S: Submitter + Unpin + 'static> TxInjector<S> {
-    /// The actor around `injector`.
-    pub fn new(injector: Injector<S>) -> Self {
-        Self {
-            refresh_interval: injector.cfg.refresh_interval,
-            chain: injector.cfg.chain,
-            injector: Some(injector),
-            queue: VecDeque::from([Event::Start]),
-        }
-    }
-
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut injector) = self.injector.take() else { return };
-        let actor = format!("tx_injector_{}", self.chain);
-        injector.metrics.set(&metrics::QUEUE_DEPTH, &[("actor", actor.as_str())], self.queue.len() as f64);
-        let Some(event) = self.queue.pop_front() else {
-            self.injector = Some(injector);
-            return;
-        };
-        let work = async move {
-            let result = match event {
-                Event::Start => injector.start().await,
-                Event::Stalled(b) => injector.on_stalled(b).await,
-                Event::Forced(b, reply) => {
-                    let _ = reply.send(injector.on_forced(b).await);
-                    Ok(())
-                }
-                Event::Resumed(b) => injector.on_resumed(b).await,
-                Event::Tick => injector.tick().await,
-            };
-            (injector, result)
-        };
-        ctx.spawn(work.into_actor(self).map(|(injector, result), act, ctx| {
-            if let Err(e) = result {
-                injector.count(&metrics::UPTIME_ERRORS);
-                warn!(target: "uptime", chain = act.chain, error = %e, "uptime step failed; retrying on the next tick");
-            }
-            act.injector = Some(injector);
-            act.pump(ctx);
-        }));
-    }
-}
-
-impl<S: Submitter + Unpin + 'static> Actor for TxInjector<S> {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.pump(ctx);
-        ctx.run_interval(self.refresh_interval, |act, ctx| {
-            // Ticks do not pile up behind a slow operation.
-            if act.queue.is_empty() {
-                act.queue.push_back(Event::Tick);
-                act.pump(ctx);
-            }
-        });
-    }
-}
-
-impl<S: Submitter + Unpin + 'static> Handler<SequencerStalled> for TxInjector<S> {
-    type Result = ();
-
-    fn handle(&mut self, msg: SequencerStalled, ctx: &mut Context<Self>) {
-        self.queue.push_back(Event::Stalled(msg.last_block));
-        self.pump(ctx);
-    }
-}
-
-impl<S: Submitter + Unpin + 'static> Handler<ForcedStall> for TxInjector<S> {
-    type Result = actix::ResponseFuture<Result<OutageRecord, String>>;
-
-    fn handle(&mut self, msg: ForcedStall, ctx: &mut Context<Self>) -> Self::Result {
-        let (reply, answer) = oneshot::channel();
-        self.queue.push_back(Event::Forced(msg.last_block, reply));
-        self.pump(ctx);
-        Box::pin(async move { answer.await.unwrap_or_else(|_| Err("the injector restarted; try again".into())) })
-    }
-}
-
-impl<S: Submitter + Unpin + 'static> Handler<SequencerResumed> for TxInjector<S> {
-    type Result = ();
-
-    fn handle(&mut self, msg: SequencerResumed, ctx: &mut Context<Self>) {
-        self.queue.push_back(Event::Resumed(msg.last_block));
-        self.pump(ctx);
-    }
-}
-
-impl<S: Submitter + Unpin + 'static> actix::Supervised for TxInjector<S> {}

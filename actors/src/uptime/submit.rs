@@ -1,23 +1,25 @@
-//! The submission seam: how a signed update pair reaches the sequencer. Today through
-//! `eth_sendRawTransaction`, which every node has; a bundle API (`linea_sendBundle`,
-//! `eth_sendBundle`: both transactions for block head+1, all or nothing) is another
-//! [`Submitter`], with no change to the watchdog, the injector's logic or the signer.
+//! The submission seam: how a signed report reaches the sequencers. Pools live in one process
+//! each, so every submission goes to every endpoint (the chain's `rpc_url` and each of
+//! `submit_urls`: every sequencer of an op-conductor set, a standby Besu), concurrently, each
+//! within its own request timeout, so one endpoint down never blocks the others.
 
-use std::future::Future;
+use alloy::primitives::{Address, B256, Bytes};
+use futures_util::future::join_all;
+use serde_json::json;
 
-use alloy::primitives::{B256, Bytes};
-
+use super::pool::{self, PoolView};
 use crate::rpc::{EthRpc, RpcError};
 
-/// What the node said about one transaction.
+/// What a node said about one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Submitted {
     /// In the pool under this hash.
     Accepted(B256),
     /// The node already has exactly this transaction.
     AlreadyKnown,
-    /// A transaction with this nonce is pooled at a price this one does not beat (another
-    /// instance's pair, or our own earlier one).
+    /// A transaction with this nonce is pooled at a price this one does not beat (ours from an
+    /// earlier run or a twin instance: no one else holds the key), or the pool's price bump is
+    /// larger than `fee_bump_percent`.
     Underpriced,
     /// The nonce is used: something with this nonce was mined.
     NonceTooLow,
@@ -28,41 +30,29 @@ pub enum Submitted {
 }
 
 impl Submitted {
-    /// Whether the pool now holds a transaction with this nonce that we can rely on.
+    /// Whether this node now holds exactly this transaction.
     pub fn pooled(&self) -> bool {
         matches!(self, Submitted::Accepted(_) | Submitted::AlreadyKnown)
     }
-}
 
-/// Puts a signed pair (down, then up; EIP-2718 encoded) in front of the sequencer.
-#[allow(async_fn_in_trait)]
-pub trait Submitter {
-    /// Submits both; the second is only sent if a down transaction with its nonce is pooled
-    /// (ours, or an identical-purpose one at a price ours did not beat).
-    fn submit_pair(&self, down: Bytes, up: Bytes) -> impl Future<Output = [Submitted; 2]>;
-}
-
-/// Submission through `eth_sendRawTransaction`.
-#[derive(Clone, Debug)]
-pub struct RawTxSubmitter {
-    rpc: EthRpc,
-}
-
-impl RawTxSubmitter {
-    /// Submits to the node behind `rpc`.
-    pub fn new(rpc: EthRpc) -> Self {
-        Self { rpc }
-    }
-
-    async fn send(&self, raw: Bytes) -> Submitted {
-        match self.rpc.send_raw_transaction(raw).await {
-            Ok(hash) => Submitted::Accepted(hash),
-            Err(e) => classify(&e),
+    /// The `result` label of `report_submissions_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Submitted::Accepted(_) => "accepted",
+            Submitted::AlreadyKnown => "already_known",
+            Submitted::Underpriced => "underpriced",
+            Submitted::NonceTooLow => "nonce_too_low",
+            Submitted::InsufficientFunds => "insufficient_funds",
+            Submitted::Failed(_) => "failed",
         }
     }
 }
 
-/// Maps a node's refusal to what it means for the pair (geth, reth, Besu and anvil wordings).
+/// The `result` label values of `report_submissions_total`.
+pub const SUBMISSION_RESULTS: [&str; 6] =
+    ["accepted", "already_known", "underpriced", "nonce_too_low", "insufficient_funds", "failed"];
+
+/// Maps a node's refusal to what it means for the report (geth, reth, Besu and anvil wordings).
 pub fn classify(e: &RpcError) -> Submitted {
     let text = e.to_string().to_lowercase();
     if text.contains("already known") || text.contains("known transaction") || text.contains("already imported") {
@@ -78,14 +68,65 @@ pub fn classify(e: &RpcError) -> Submitted {
     }
 }
 
-impl Submitter for RawTxSubmitter {
-    async fn submit_pair(&self, down: Bytes, up: Bytes) -> [Submitted; 2] {
-        let first = self.send(down).await;
-        if !(first.pooled() || first == Submitted::Underpriced) {
-            return [first, Submitted::Failed("not sent: the down transaction was not pooled".into())];
-        }
-        let second = self.send(up).await;
-        [first, second]
+/// One place a report is submitted to.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `rpc` for the chain's `rpc_url`, `submit_<i>` for `submit_urls[i]`: never the URL.
+    pub label: String,
+    /// Its client.
+    pub rpc: EthRpc,
+}
+
+/// Every submission endpoint of one chain, the chain's own node first.
+#[derive(Clone, Debug)]
+pub struct Sequencers {
+    endpoints: Vec<Endpoint>,
+}
+
+impl Sequencers {
+    /// The endpoints, the chain's own node first.
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        Self { endpoints }
+    }
+
+    /// Their labels, in order.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.endpoints.iter().map(|e| e.label.as_str())
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Whether there are none (never, once built from a config).
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// Submits `raw` to the endpoints at `which` (indices), concurrently; one outcome each.
+    pub async fn submit(&self, raw: &Bytes, which: &[usize]) -> Vec<Submitted> {
+        join_all(which.iter().map(|&i| async move {
+            match self.endpoints[i].rpc.send_raw_transaction(raw.clone()).await {
+                Ok(hash) => Submitted::Accepted(hash),
+                Err(e) => classify(&e),
+            }
+        }))
+        .await
+    }
+
+    /// Whether each endpoint knows `hash` (pooled or mined); `None` where it did not answer.
+    pub async fn knows(&self, hash: B256) -> Vec<Option<bool>> {
+        join_all(self.endpoints.iter().map(|e| async move { e.rpc.knows_transaction(hash).await.ok() })).await
+    }
+
+    /// Every endpoint's pool, read within [`pool::MAX_POOL_BYTES`]; `Err` says why not.
+    pub async fn pools(&self, ours: Address) -> Vec<Result<PoolView, String>> {
+        join_all(self.endpoints.iter().map(|e| async move {
+            let body = e.rpc.bounded_request("txpool_content", json!([]), pool::MAX_POOL_BYTES).await;
+            pool::parse_answer(&body.map_err(|e| e.to_string())?, ours)
+        }))
+        .await
     }
 }
 
@@ -103,5 +144,8 @@ mod tests {
         assert_eq!(classify(&e("insufficient funds for gas * price + value")), Submitted::InsufficientFunds);
         assert!(matches!(classify(&e("execution reverted")), Submitted::Failed(_)));
         assert!(Submitted::AlreadyKnown.pooled() && !Submitted::Underpriced.pooled());
+        for s in [Submitted::Accepted(B256::ZERO), Submitted::Underpriced, Submitted::Failed(String::new())] {
+            assert!(SUBMISSION_RESULTS.contains(&s.label()));
+        }
     }
 }
