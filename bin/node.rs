@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use jsonrpsee::server::ServerHandle;
 use rollup_supervisor_actors::uptime::{
     injector::{Injector, InjectorConfig, ReportMode},
-    signer_actor::{BreakerConfig, SignerActor},
     pricing::PriceRules,
+    signer_actor::{BreakerConfig, SignerActor},
     submit::{Endpoint, Sequencers},
     tx_injector::TxInjector,
     watchdog::{Reports, UptimeWatchdog},

@@ -230,7 +230,9 @@ impl EthRpc {
                 .await
                 .map_err(|e| self.bad(format!("{method}: {}", e.without_url())))?;
             let mut out = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| self.bad(format!("{method}: {}", e.without_url())))? {
+            while let Some(chunk) =
+                response.chunk().await.map_err(|e| self.bad(format!("{method}: {}", e.without_url())))?
+            {
                 if out.len() + chunk.len() > limit {
                     return Err(self.bad(format!("{method}: the answer is larger than {limit} bytes")));
                 }

@@ -10,3 +10,5 @@ mod faults;
 mod l1;
 mod operator;
 mod uptime;
+mod uptime_crash;
+mod uptime_pool;

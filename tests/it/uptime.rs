@@ -1,6 +1,12 @@
 //! The uptime flow end to end: a real anvil L2 with automine off (the sequencer is "down" until
-//! a block is mined), our feed deployed from the committed artifact, the role granted to the
-//! signer, and the real supervisor binary pre-positioning the update pair.
+//! a block is mined), our feed (and, in reporter mode, our reporter) deployed from the committed
+//! artifacts, the role granted, and the real supervisor binary pre-positioning the report.
+//!
+//! Every test runs with the default fee settings (`max_fee_per_gas_wei`, `fee_cap_wei`,
+//! `fee_bump_percent`, `outbid_margin_percent`); only the timing is shortened (a 3 s threshold,
+//! 250 ms checks, 500 ms refreshes) and `max_outage_secs` is 1800 so that the default cap covers
+//! the pair's refresh schedule at that short threshold. Users pending during an outage pay more
+//! than our default fees.
 
 use std::time::Duration;
 
@@ -23,6 +29,9 @@ const MAX_AGE: u64 = 3;
 const REFRESH_MS: u64 = 500;
 const MARGIN: u64 = 1;
 const ANSWER_UPDATED: &str = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f";
+/// A user paying far more than our default fees (1 gwei): 80 gwei max fee, 40 gwei tip.
+pub const USER_MAX_FEE: u128 = 80_000_000_000;
+pub const USER_TIP: u128 = 40_000_000_000;
 
 /// Which signer the supervisor uses.
 pub enum Backend {
@@ -36,9 +45,13 @@ pub struct Fixture {
     pub l2: Anvil,
     pub feed: Address,
     pub signer: Address,
-    key: PrivateKeySigner,
+    pub key: PrivateKeySigner,
     pub backend: Backend,
-    dir: tempfile::TempDir,
+    /// Our reporter contract, when deployed: the supervisor then runs in reporter mode.
+    pub reporter: Option<Address>,
+    /// Extra `[chains.uptime]` lines.
+    pub extra: String,
+    pub dir: tempfile::TempDir,
 }
 
 fn word(v: U256) -> String {
@@ -51,8 +64,20 @@ fn addr_word(a: Address) -> String {
 
 impl Fixture {
     pub async fn new(web3signer: bool) -> Result<Self> {
+        Self::with_l2(web3signer, AnvilOptions { chain_id: Some(CHAIN), ..Default::default() }).await
+    }
+
+    /// As [`Self::new`], with the reporter deployed, allowed and granted the role.
+    pub async fn reporter(web3signer: bool) -> Result<Self> {
+        let mut f = Self::new(web3signer).await?;
+        f.deploy_reporter().await?;
+        Ok(f)
+    }
+
+    /// As [`Self::new`], with the L2 node started from `l2` (its chain id must be 901).
+    pub async fn with_l2(web3signer: bool, l2: AnvilOptions) -> Result<Self> {
         let l1 = Anvil::spawn(AnvilOptions::default()).await?;
-        let l2 = Anvil::spawn(AnvilOptions { chain_id: Some(CHAIN), ..Default::default() }).await?;
+        let l2 = Anvil::spawn(l2).await?;
         let key = PrivateKeySigner::random();
         let backend =
             if web3signer { Backend::Web3(StandIn::start_with_key(key.clone()).await?) } else { Backend::Local };
@@ -74,7 +99,43 @@ impl Fixture {
         let feed: Address = receipt["contractAddress"].as_str().context("contractAddress")?.parse()?;
         l2.mine(2).await?;
         let dir = tempfile::tempdir()?;
-        Ok(Self { l1, l2, feed, signer, key, backend, dir })
+        Ok(Self { l1, l2, feed, signer, key, backend, reporter: None, extra: String::new(), dir })
+    }
+
+    /// The feed admin (anvil's account 0) sends `data` to `to` (`None`: a deployment) and waits
+    /// for a successful receipt (the L2 must be mining).
+    pub async fn admin_tx(&self, to: Option<Address>, data: String) -> Result<Value> {
+        let accounts: Vec<String> = self.l2.rpc("eth_accounts", json!([])).await?;
+        let mut tx = json!({ "from": accounts[0], "data": data, "gas": "0x2dc6c0" });
+        if let Some(to) = to {
+            tx["to"] = json!(to);
+        }
+        let hash: String = self.l2.rpc("eth_sendTransaction", json!([tx])).await?;
+        let receipt = wait_for("an admin transaction mined", WAIT, Duration::from_millis(20), || async {
+            let r: Value = self.l2.rpc("eth_getTransactionReceipt", json!([hash])).await?;
+            Ok((!r.is_null()).then_some(r))
+        })
+        .await?;
+        ensure!(receipt["status"] == json!("0x1"), "admin transaction failed: {receipt}");
+        Ok(receipt)
+    }
+
+    /// Deploys `contracts/out/UptimeReporter.json` for the feed, grants it FEED_UPDATER_ROLE on
+    /// the feed and allows the signer on it.
+    pub async fn deploy_reporter(&mut self) -> Result<Address> {
+        let accounts: Vec<String> = self.l2.rpc("eth_accounts", json!([])).await?;
+        let admin: Address = accounts[0].parse()?;
+        let artifact: Value = serde_json::from_str(include_str!("../../contracts/out/UptimeReporter.json"))?;
+        let bytecode = artifact["bytecode"].as_str().context("bytecode")?;
+        let receipt = self.admin_tx(None, format!("{bytecode}{}{}", addr_word(self.feed), addr_word(admin))).await?;
+        let reporter: Address = receipt["contractAddress"].as_str().context("contractAddress")?.parse()?;
+        // grantRole(FEED_UPDATER_ROLE, reporter), setReporter(signer, true)
+        let role = "2a5eaae4dcc5567b2220ea5152021b46b5fb6cffc0f3a2f4eeb192fcd2fde452";
+        self.admin_tx(Some(self.feed), format!("0x2f2ff15d{role}{}", addr_word(reporter))).await?;
+        self.admin_tx(Some(reporter), format!("0xe1bb5133{}{}", addr_word(self.signer), word(U256::from(1)))).await?;
+        self.l2.mine(1).await?;
+        self.reporter = Some(reporter);
+        Ok(reporter)
     }
 
     pub async fn fund(&self) -> Result<()> {
@@ -112,9 +173,10 @@ impl Fixture {
             ),
         };
         let mut chain = ChainSpec::new(CHAIN, self.l2.url(), "latest");
+        let reporter = self.reporter.map(|r| format!("reporter_address = \"{r}\"\n")).unwrap_or_default();
         chain.extra = format!(
-            "[chains.uptime]\nenabled = true\nfeed_address = \"{}\"\nmax_block_age_secs = {MAX_AGE}\ncheck_interval_ms = 250\nrefresh_interval_ms = {REFRESH_MS}\nclock_skew_margin_secs = {MARGIN}\nmax_fee_per_gas_wei = 50000000000\n[chains.uptime.signer]\n{signer}",
-            self.feed
+            "[chains.uptime]\nenabled = true\nfeed_address = \"{}\"\n{reporter}max_block_age_secs = {MAX_AGE}\ncheck_interval_ms = 250\nrefresh_interval_ms = {REFRESH_MS}\nclock_skew_margin_secs = {MARGIN}\nmax_outage_secs = 1800\n{}[chains.uptime.signer]\n{signer}",
+            self.feed, self.extra
         );
         let mut spec = Spec::new(self.l1.url());
         spec.start_block = None;
@@ -124,12 +186,19 @@ impl Fixture {
 
     /// The signer's transactions waiting in the L2 pool, as (nonce, hash).
     pub async fn pooled(&self) -> Result<Vec<(u64, String)>> {
-        let content: Value = self.l2.rpc("txpool_content", json!([])).await?;
+        Ok(self.pooled_with_fees(&self.l2).await?.into_iter().map(|(n, h, _)| (n, h)).collect())
+    }
+
+    /// The signer's transactions waiting in `node`'s pool, as (nonce, hash, max fee).
+    pub async fn pooled_with_fees(&self, node: &Anvil) -> Result<Vec<(u64, String, u128)>> {
+        let content: Value = node.rpc("txpool_content", json!([])).await?;
         let mut out = Vec::new();
         for (from, txs) in content["pending"].as_object().into_iter().flatten() {
             if from.parse::<Address>().ok() == Some(self.signer) {
                 for (nonce, tx) in txs.as_object().into_iter().flatten() {
-                    out.push((nonce.parse()?, tx["hash"].as_str().unwrap_or_default().to_owned()));
+                    let fee = tx["maxFeePerGas"].as_str().context("maxFeePerGas")?;
+                    let fee = u128::from_str_radix(fee.trim_start_matches("0x"), 16)?;
+                    out.push((nonce.parse()?, tx["hash"].as_str().unwrap_or_default().to_owned(), fee));
                 }
             }
         }
@@ -137,23 +206,47 @@ impl Fixture {
         Ok(out)
     }
 
-    /// Waits until exactly one pair from the signer is pooled.
-    pub async fn wait_pair_pooled(&self) -> Result<Vec<(u64, String)>> {
-        wait_for("the update pair in the pool", WAIT, Duration::from_millis(50), || async {
-            let pooled = self.pooled().await?;
-            ensure!(pooled.len() <= 2, "more than one pair pooled: {pooled:?}");
-            Ok((pooled.len() == 2).then_some(pooled))
+    /// Waits until every pooled report transaction of the signer pays more than `fee` (max fee
+    /// and tip are equal): the supervisor has seen and outbid a pending user.
+    pub async fn wait_outbid(&self, fee: u128) -> Result<Vec<(u64, String, u128)>> {
+        let n = self.report_len();
+        wait_for("the report priced above the pending users", WAIT, Duration::from_millis(50), || async {
+            let pooled = self.pooled_with_fees(&self.l2).await?;
+            Ok((pooled.len() == n && pooled.iter().all(|p| p.2 > fee)).then_some(pooled))
         })
         .await
     }
 
-    /// A user transaction from another account, paying a modest tip.
+    /// How many transactions one report has: 1 in reporter mode, 2 for the pair.
+    pub fn report_len(&self) -> usize {
+        if self.reporter.is_some() { 1 } else { 2 }
+    }
+
+    /// Waits until exactly one report from the signer is pooled.
+    pub async fn wait_pair_pooled(&self) -> Result<Vec<(u64, String)>> {
+        let n = self.report_len();
+        wait_for("the report in the pool", WAIT, Duration::from_millis(50), || async {
+            let pooled = self.pooled().await?;
+            ensure!(pooled.len() <= n, "more than one report pooled: {pooled:?}");
+            Ok((pooled.len() == n).then_some(pooled))
+        })
+        .await
+    }
+
+    /// A user transaction from anvil account `account`, paying far more than our default fees
+    /// ([`USER_MAX_FEE`], [`USER_TIP`]).
     pub async fn user_tx(&self) -> Result<String> {
+        self.user_tx_paying(3, USER_MAX_FEE, USER_TIP).await
+    }
+
+    /// A user transaction from anvil account `account` paying `max_fee` / `tip`.
+    pub async fn user_tx_paying(&self, account: usize, max_fee: u128, tip: u128) -> Result<String> {
         let accounts: Vec<String> = self.l2.rpc("eth_accounts", json!([])).await?;
         self.l2
             .rpc(
                 "eth_sendTransaction",
-                json!([{ "from": accounts[3], "to": accounts[4], "value": "0x1", "maxPriorityFeePerGas": "0x1", "maxFeePerGas": "0x2540be400" }]),
+                json!([{ "from": accounts[account], "to": accounts[9], "value": "0x1", "gas": "0x5208",
+                         "maxPriorityFeePerGas": format!("{tip:#x}"), "maxFeePerGas": format!("{max_fee:#x}") }]),
             )
             .await
     }
@@ -173,9 +266,16 @@ impl Fixture {
     }
 }
 
-/// What the block after the gap holds: per transaction (hash, from, AnswerUpdated (answer,
-/// timestamp) if any), and the block timestamp.
+/// What the block after the gap holds: per transaction (hash, from, its first AnswerUpdated
+/// (answer, timestamp) if any), and the block timestamp.
 pub async fn block_after_gap(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String, Address, Option<(u64, u64)>)>)> {
+    let (ts, txs) = block_updates(l2, number).await?;
+    Ok((ts, txs.into_iter().map(|(h, from, updates)| (h, from, updates.first().copied())).collect()))
+}
+
+/// What block `number` holds: per transaction (hash, from, every AnswerUpdated (answer,
+/// timestamp) it emitted), and the block timestamp.
+pub async fn block_updates(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String, Address, Vec<(u64, u64)>)>)> {
     let block: Value = l2.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), true])).await?;
     let ts = hex_u64(block["timestamp"].as_str().context("timestamp")?)?;
     let mut out = Vec::new();
@@ -184,15 +284,20 @@ pub async fn block_after_gap(l2: &Anvil, number: u64) -> Result<(u64, Vec<(Strin
         let from: Address = tx["from"].as_str().context("from")?.parse()?;
         let receipt: Value = l2.rpc("eth_getTransactionReceipt", json!([hash])).await?;
         ensure!(receipt["status"] == json!("0x1"), "transaction {hash} failed");
-        let update = receipt["logs"].as_array().into_iter().flatten().find_map(|log| {
-            let topics = log["topics"].as_array()?;
-            (topics.first()?.as_str()? == ANSWER_UPDATED).then(|| {
-                let answer = U256::from_str_radix(topics[1].as_str()?.trim_start_matches("0x"), 16).ok()?;
-                let at = U256::from_str_radix(log["data"].as_str()?.trim_start_matches("0x"), 16).ok()?;
-                Some((answer.to::<u64>(), at.to::<u64>()))
-            })?
-        });
-        out.push((hash, from, update));
+        let updates: Vec<(u64, u64)> = receipt["logs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|log| {
+                let topics = log["topics"].as_array()?;
+                (topics.first()?.as_str()? == ANSWER_UPDATED).then(|| {
+                    let answer = U256::from_str_radix(topics[1].as_str()?.trim_start_matches("0x"), 16).ok()?;
+                    let at = U256::from_str_radix(log["data"].as_str()?.trim_start_matches("0x"), 16).ok()?;
+                    Some((answer.to::<u64>(), at.to::<u64>()))
+                })?
+            })
+            .collect();
+        out.push((hash, from, updates));
     }
     Ok((ts, out))
 }
@@ -215,6 +320,20 @@ async fn assert_pair_first(f: &Fixture, last_block_ts: u64, block: u64, refreshe
     Ok(t_up)
 }
 
+/// Reporter mode: index 0 of the first block after the gap is the signer's one `report` call,
+/// emitting down since `last_block_ts` then up since the block's own timestamp; nothing else of
+/// the signer's in the block; the feed says up since that timestamp. Returns the block timestamp.
+pub async fn assert_report_first(f: &Fixture, last_block_ts: u64, block: u64) -> Result<u64> {
+    let (ts, txs) = block_updates(&f.l2, block).await?;
+    ensure!(!txs.is_empty(), "block {block} is empty");
+    assert_eq!(txs[0].1, f.signer, "index 0 is from the signer");
+    assert_eq!(txs[0].2, vec![(1, last_block_ts), (0, ts)], "index 0: down since the last block, up since this block");
+    assert!(txs[1..].iter().all(|t| t.1 != f.signer), "exactly one report in the block");
+    let (_, answer, started_at) = f.latest_round().await?;
+    assert_eq!((answer, started_at), (0, ts), "latestRoundData: up since the including block's timestamp");
+    Ok(ts)
+}
+
 async fn scenario_1(web3signer: bool) -> Result<()> {
     let f = Fixture::new(web3signer).await?;
     f.fund().await?;
@@ -222,6 +341,7 @@ async fn scenario_1(web3signer: bool) -> Result<()> {
     let mut sup = Supervisor::start(&f.spec()?).await?;
     f.wait_pair_pooled().await?;
     let user = f.user_tx().await?;
+    f.wait_outbid(USER_MAX_FEE).await?;
     let block = f.resume().await?;
     assert_eq!(block, last + 1);
     assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
@@ -365,7 +485,7 @@ async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Res
         Ok((sup.metric("signer_unfunded{chain=\"901\"}").await? == 1.0).then_some(()))
     })
     .await?;
-    assert!(sup.log_text().contains("signer balance below 2 x gas_limit x max_fee"));
+    assert!(sup.log_text().contains("signer balance below what the report may cost"));
     // Reported before the chain is even called down, then the outage is held back for funds.
     wait_for("the stall detected", WAIT, Duration::from_millis(100), || async {
         Ok((sup.metric("outages_total{chain=\"901\"}").await? == 1.0).then_some(()))
@@ -536,4 +656,49 @@ async fn an_l2_node_that_is_down_or_serves_another_chain_gets_no_injection_and_l
     .await?;
     assert!(g.pooled().await?.is_empty());
     Ok(())
+}
+
+async fn reporter_scenario(web3signer: bool) -> Result<()> {
+    let f = Fixture::reporter(web3signer).await?;
+    f.fund().await?;
+    let (last, last_ts) = f.stop_sequencer().await?;
+    let mut sup = Supervisor::start(&f.spec()?).await?;
+    f.wait_pair_pooled().await?;
+    let user = f.user_tx().await?;
+    f.wait_outbid(USER_MAX_FEE).await?;
+    // Several checks later the one pooled report is still the same transaction: nothing to refresh.
+    let pooled = f.pooled().await?;
+    wait_for("checks while stalled", WAIT, Duration::from_millis(100), || async {
+        let n = sup.metric("report_submissions_total{chain=\"901\",endpoint=\"rpc\",result=\"accepted\"}").await?;
+        Ok((n >= 1.0).then_some(()))
+    })
+    .await?;
+    let block = f.resume().await?;
+    assert_eq!(block, last + 1);
+    let ts = assert_report_first(&f, last_ts, block).await?;
+    let (_, txs) = block_after_gap(&f.l2, block).await?;
+    assert_eq!(txs.get(1).map(|t| t.0.as_str()), Some(user.as_str()), "the better-paying user comes after the report");
+    assert!(pooled.len() == 1, "exactly one signer transaction pending: {pooled:?}");
+    assert_eq!(f.signer_nonce().await?, 1, "one transaction for the whole outage");
+    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
+        let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
+        Ok((status["lastOutage"]["result"]["first"] == json!(true)
+            && status["lastOutage"]["upTs"] == json!(ts)
+            && status["lastOutage"]["includedIn"] == json!(block))
+        .then_some(()))
+    })
+    .await?;
+    assert_eq!(sup.metric("pair_refreshes_total{chain=\"901\"}").await?, 0.0, "nothing refreshed");
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reporter_mode_lands_one_transaction_first_with_t_up_equal_to_the_block_timestamp() -> Result<()> {
+    reporter_scenario(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reporter_mode_through_web3signer() -> Result<()> {
+    reporter_scenario(true).await
 }

@@ -81,7 +81,9 @@ pub fn reporter_feed() -> Bytes {
 
 /// Calldata of `getRoundData(id)`.
 pub fn get_round_data(id: u128) -> Bytes {
-    IUptimeFeed::getRoundDataCall { _roundId: alloy::primitives::Uint::<80, 2>::saturating_from(id) }.abi_encode().into()
+    IUptimeFeed::getRoundDataCall { _roundId: alloy::primitives::Uint::<80, 2>::saturating_from(id) }
+        .abi_encode()
+        .into()
 }
 
 /// Calldata of `latestRoundData()`.
@@ -186,10 +188,7 @@ mod tests {
             out
         };
         let id = (1u128 << 70) + 3;
-        assert_eq!(
-            decode_round(&ret(id, 1)),
-            Some(Round { round_id: id, down: true, started_at: 10, updated_at: 11 })
-        );
+        assert_eq!(decode_round(&ret(id, 1)), Some(Round { round_id: id, down: true, started_at: 10, updated_at: 11 }));
         assert_eq!(decode_round_data(&ret(2, 0)).map(|r| r.down), Some(false));
         assert_eq!(decode_round(&ret(2, 2)), None);
         assert_eq!(decode_round(&ret(2, -1)), None);

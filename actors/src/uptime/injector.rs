@@ -440,8 +440,12 @@ impl Injector {
             let readable = view.is_ok();
             if self.pool_readable[i] != Some(readable) {
                 match &view {
-                    Ok(_) => info!(target: "uptime", chain = self.cfg.chain, %endpoint, "the pending pool is readable: the report is priced above the best pending transaction"),
-                    Err(e) => warn!(target: "uptime", chain = self.cfg.chain, %endpoint, error = %e, "cannot read the pending pool (txpool_content): pricing the report at the configured fees, which cannot promise first place"),
+                    Ok(_) => {
+                        info!(target: "uptime", chain = self.cfg.chain, %endpoint, "the pending pool is readable: the report is priced above the best pending transaction")
+                    }
+                    Err(e) => {
+                        warn!(target: "uptime", chain = self.cfg.chain, %endpoint, error = %e, "cannot read the pending pool (txpool_content): pricing the report at the configured fees, which cannot promise first place")
+                    }
                 }
                 self.pool_readable[i] = Some(readable);
             }
@@ -582,7 +586,13 @@ impl Injector {
     }
 
     /// Signs slot `slot` of the report at `price`.
-    async fn sign_slot(&self, outage: &OutageRecord, slot: usize, nonce: u64, price: u128) -> Result<ReportTx, InjectError> {
+    async fn sign_slot(
+        &self,
+        outage: &OutageRecord,
+        slot: usize,
+        nonce: u64,
+        price: u128,
+    ) -> Result<ReportTx, InjectError> {
         let down_ts = outage.down_ts();
         let (to, input, up_ts) = match (self.cfg.mode, slot) {
             (ReportMode::Reporter(reporter), _) => (reporter, feed::report(down_ts), None),
@@ -719,7 +729,13 @@ impl Injector {
     /// know for it, else a bounded scan of the blocks after the gap for the signer's
     /// transaction with that nonce. `Ok(None)`: the nonce holds something that is not our
     /// report.
-    async fn landing(&self, outage: &OutageRecord, slot: usize, nonce: u64, head: u64) -> Result<Option<Landing>, InjectError> {
+    async fn landing(
+        &self,
+        outage: &OutageRecord,
+        slot: usize,
+        nonce: u64,
+        head: u64,
+    ) -> Result<Option<Landing>, InjectError> {
         if let Some(tx) = &outage.txs.get(slot).cloned().flatten()
             && let Some(r) = self.rpc.receipt(tx.hash).await?
             && let (Some(block), Some(index)) = (r.block_number, r.transaction_index)

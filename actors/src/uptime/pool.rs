@@ -100,7 +100,9 @@ impl<'de> Visitor<'de> for AnswerSeed {
         let mut out = Err("the answer has neither result nor error".to_owned());
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "result" => out = map.next_value_seed(ContentSeed { ours: self.ours })?.ok_or_else(|| "null pool".into()),
+                "result" => {
+                    out = map.next_value_seed(ContentSeed { ours: self.ours })?.ok_or_else(|| "null pool".into())
+                }
                 "error" => out = Err(map.next_value::<RpcErr>()?.message),
                 _ => {
                     map.next_value::<IgnoredAny>()?;

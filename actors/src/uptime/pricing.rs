@@ -48,7 +48,8 @@ impl PriceRules {
     pub fn target(&self, base_fee: u128, competition: Option<&Competition>) -> Target {
         let floor = self.floor.max(base_fee.saturating_mul(2));
         let best = competition.map_or(0, Competition::best);
-        let above = if best == 0 { 0 } else { best.saturating_add((best.saturating_mul(self.margin_percent) / 100).max(1)) };
+        let above =
+            if best == 0 { 0 } else { best.saturating_add((best.saturating_mul(self.margin_percent) / 100).max(1)) };
         Target { price: floor.max(above).min(self.cap), outbid_at_cap: best >= self.cap }
     }
 
