@@ -527,4 +527,28 @@ mod tests {
                 .contains("derivation_tag")
         );
     }
+
+    #[test]
+    fn the_uptime_fees_are_validated_against_the_pools_and_the_refresh_schedule() {
+        let uptime = |extra: &str| {
+            let text = format!(
+                "[l1]\nrpc_url = \"http://x\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://y\"\n[chains.uptime]\nenabled = true\nfeed_address = \"0x0000000000000000000000000000000000000001\"\n{extra}\n[chains.uptime.signer]\ntype = \"local\"\nprivate_key_env = \"K\""
+            );
+            Config::parse(&text).and_then(|c| c.validate()).err().map(|e| e.0).unwrap_or_default()
+        };
+        assert_eq!(uptime(""), "", "the defaults hold a day-long outage in pair mode");
+        let defaults = UptimeConfig::default();
+        assert!(defaults.required_fee_cap() <= defaults.fee_cap_wei);
+        assert!(uptime("fee_bump_percent = 5").contains("`chains[0].uptime.fee_bump_percent`"));
+        assert!(uptime("outbid_margin_percent = 0").contains("`chains[0].uptime.outbid_margin_percent`"));
+        assert!(uptime("submit_urls = [\"ws://a\"]").contains("`chains[0].uptime.submit_urls[0]`"));
+        // A cap that cannot pay for the schedule is refused, naming the key and the need.
+        let low = uptime("fee_cap_wei = 100000000000");
+        assert!(low.contains("`chains[0].uptime.fee_cap_wei`") && low.contains("refreshes"), "{low}");
+        assert!(uptime("max_outage_secs = 3600\nfee_cap_wei = 100000000000").is_empty(), "a shorter outage fits");
+        // Reporter mode refreshes nothing: no schedule to pay for.
+        let reporter = "reporter_address = \"0x0000000000000000000000000000000000000002\"\nfee_cap_wei = 2000000000";
+        assert_eq!(uptime(reporter), "");
+        assert!(uptime("max_priority_fee_per_gas_wei = 1").contains("max_priority_fee_per_gas_wei"), "removed key");
+    }
 }

@@ -123,6 +123,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
                 flatten(&key, v, out);
             }
         }
+        // An empty list (`submit_urls`) is a key whose default is `[]`.
+        Value::Array(items) if items.is_empty() => out.push((prefix.to_owned(), v.clone())),
         Value::Array(items) => {
             for item in items {
                 flatten(&format!("{prefix}[]"), item, out);

@@ -1,10 +1,16 @@
 //! The uptime-flow benchmark (not a test): `cargo bench --bench uptime`.
 //!
-//! - Time from the moment the head age crosses the threshold to the pair being in the node's
-//!   pool, p50/p99 over 20 outages on a real anvil L2 with the real supervisor binary.
-//! - Over the same 20 outages: the share in which the pair is at indices 0 and 1 of the first
-//!   block after the gap, and the worst `block.timestamp - t_up`.
-//! - Signing latency, local key vs the Web3Signer stand-in over loopback.
+//! With the default fee settings, on a real anvil L2 with the real supervisor binary, in both
+//! report modes (reporter call, and the down/up pair):
+//! - placement: 20 outages, each with 1–3 competing users arriving at random moments of the
+//!   outage at random fees (tips up to 100 gwei, max fee ≥ tip), the last at least two checks
+//!   before resumption: the share of reports first in the first block after the gap;
+//! - freshness: `block.timestamp - t_up` at inclusion for outages of 10 s, 60 s and 300 s (the
+//!   pair's refreshes pay the production 10 % bump, which the code applies itself);
+//! - cost: fees paid per report, signatures and submissions per outage;
+//! - the pool read: parsing a 10 000-transaction `txpool_content` answer, against the time the
+//!   node takes to serve a pool of that size;
+//! - signing latency, local key vs the Web3Signer stand-in over loopback.
 #![allow(clippy::unwrap_used, dead_code)]
 
 #[path = "../it/harness/mod.rs"]
@@ -15,31 +21,43 @@ mod supervisor;
 #[path = "../it/uptime.rs"]
 mod uptime;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use alloy::{
     consensus::TxEip1559,
     primitives::{Address, TxKind, U256},
     signers::local::PrivateKeySigner,
 };
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use rollup_supervisor_signer::{LocalKey, Web3Signer, test_utils::StandIn};
-use serde_json::json;
+use serde_json::{Value, json};
 use supervisor::Supervisor;
-use uptime::{Fixture, block_after_gap};
+use uptime::{Fixture, block_updates};
 
 const OUTAGES: usize = 20;
 const SIGNATURES: usize = 300;
 const MAX_AGE: u64 = 3;
-const REFRESH_MS: u64 = 500;
-const MARGIN: u64 = 1;
-
-fn now_secs_f64() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
+const CHECK_MS: u64 = 250;
+const GWEI: u128 = 1_000_000_000;
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+/// A small deterministic generator (xorshift), so every run stages the same users.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
 }
 
 async fn signing_latency() -> Result<(Vec<Duration>, Vec<Duration>)> {
@@ -51,8 +69,8 @@ async fn signing_latency() -> Result<(Vec<Duration>, Vec<Duration>)> {
         chain_id: 901,
         nonce,
         gas_limit: 100_000,
-        max_fee_per_gas: 1_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
+        max_fee_per_gas: GWEI,
+        max_priority_fee_per_gas: GWEI,
         to: TxKind::Call(Address::repeat_byte(1)),
         value: U256::ZERO,
         input: vec![0u8; 68].into(),
@@ -72,73 +90,188 @@ async fn signing_latency() -> Result<(Vec<Duration>, Vec<Duration>)> {
     Ok((l, r))
 }
 
+/// What one outage cost and where its report landed.
+#[derive(Debug, Default)]
+struct Outcome {
+    first: bool,
+    staleness: u64,
+    fee_wei: u128,
+    signatures: f64,
+    submissions: f64,
+}
+
+/// Counters read before and after an outage.
+async fn counters(sup: &Supervisor) -> Result<(f64, f64)> {
+    let text = sup.http_get("/metrics").await?.1;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((sum("rollup_supervisor_signer_requests_total"), sum("rollup_supervisor_report_submissions_total")))
+}
+
+/// One outage of `stall` after the threshold, with `users` (arrival offset, max fee, tip)
+/// competing; returns where the report landed and what it cost.
+async fn outage(f: &Fixture, sup: &Supervisor, stall: Duration, users: &[(Duration, u128, u128)]) -> Result<Outcome> {
+    f.l2.set_automine(true).await?;
+    f.l2.mine(1).await?;
+    let before = counters(sup).await?;
+    let (last, last_ts) = f.stop_sequencer().await?;
+    f.wait_pair_pooled().await?;
+    let started = Instant::now();
+    for (i, (at, max_fee, tip)) in users.iter().enumerate() {
+        tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+        f.user_tx_paying(3 + i, *max_fee, *tip).await?;
+    }
+    tokio::time::sleep(stall.saturating_sub(started.elapsed())).await;
+    let _: Value = f.l2.rpc("evm_mine", json!([])).await?;
+    let (ts, txs) = block_updates(&f.l2, last + 1).await?;
+    let n = f.report_len();
+    let ours: Vec<_> = txs.iter().take(n).filter(|t| t.1 == f.signer).collect();
+    let updates: Vec<(u64, u64)> = ours.iter().flat_map(|t| t.2.clone()).collect();
+    let first = ours.len() == n && updates.len() == 2 && updates[0] == (1, last_ts) && updates[1].0 == 0;
+    let mut fee_wei = 0;
+    for t in &ours {
+        let r: Value = f.l2.rpc("eth_getTransactionReceipt", json!([t.0])).await?;
+        let hex = |k: &str| u128::from_str_radix(r[k].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16);
+        fee_wei += hex("gasUsed")? * hex("effectiveGasPrice")?;
+    }
+    // The journal says the outage is over before the next one starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = sup.ok("supervisor_uptimeStatus", json!([901])).await?;
+        let o = &s["lastOutage"];
+        if o["lastBlock"]["number"] == json!(format!("{last:#x}")) && o["result"]["status"] != json!("pending") {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "outage after block {last} never confirmed: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = counters(sup).await?;
+    Ok(Outcome {
+        first,
+        staleness: updates.get(1).map_or(u64::MAX, |(_, up)| ts.saturating_sub(*up)),
+        fee_wei,
+        signatures: after.0 - before.0,
+        submissions: after.1 - before.1,
+    })
+}
+
+/// Every figure for one mode.
+async fn mode(reporter: bool) -> Result<Vec<String>> {
+    let f = if reporter { Fixture::reporter(false).await? } else { Fixture::new(false).await? };
+    f.fund().await?;
+    for account in 3..6 {
+        let accounts: Vec<String> = f.l2.rpc("eth_accounts", json!([])).await?;
+        let _: Value = f.l2.rpc("anvil_setBalance", json!([accounts[account], "0x3635c9adc5dea00000"])).await?;
+    }
+    let mut sup = Supervisor::start(&f.spec()?).await?;
+    let name = if reporter { "reporter" } else { "pair" };
+    let mut rows = Vec::new();
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut first, mut worst, mut fees, mut sigs, mut subs) = (0, 0u64, Vec::new(), 0.0, 0.0);
+    for _ in 0..OUTAGES {
+        let stall = Duration::from_millis(2_000 + rng.below(3_000));
+        let latest = stall - Duration::from_millis(2 * CHECK_MS + 100);
+        let users: Vec<_> = (0..1 + rng.below(3))
+            .map(|_| {
+                let tip = u128::from(rng.below(100_000)) * GWEI / 1_000;
+                let max_fee = tip + GWEI + u128::from(rng.below(50_000)) * GWEI / 1_000;
+                (Duration::from_millis(rng.below(latest.as_millis() as u64)), max_fee, tip)
+            })
+            .collect();
+        let mut users = users;
+        users.sort_by_key(|u| u.0);
+        let o = outage(&f, &sup, stall, &users).await?;
+        first += usize::from(o.first);
+        worst = worst.max(o.staleness);
+        fees.push(o.fee_wei);
+        sigs += o.signatures;
+        subs += o.submissions;
+    }
+    fees.sort();
+    rows.push(format!(
+        "| {name}: report first in the first block after the gap, {OUTAGES} outages with 1–3 users at tips up to 100 gwei | {first} / {OUTAGES} ({:.0} %) |",
+        100.0 * first as f64 / OUTAGES as f64
+    ));
+    rows.push(format!("| {name}: worst `block.timestamp - t_up` in those outages | {worst} s |"));
+    rows.push(format!(
+        "| {name}: fee paid per report, median / max (gas used × effective price) | {:.6} / {:.6} ETH |",
+        fees[fees.len() / 2] as f64 / 1e18,
+        fees[fees.len() - 1] as f64 / 1e18
+    ));
+    rows.push(format!(
+        "| {name}: signatures / submissions per outage (mean, with competitors) | {:.1} / {:.1} |",
+        sigs / OUTAGES as f64,
+        subs / OUTAGES as f64
+    ));
+    for secs in [10u64, 60, 300] {
+        let o = outage(&f, &sup, Duration::from_secs(secs), &[]).await?;
+        ensure!(o.first, "{name}: the {secs} s outage's report was not first");
+        rows.push(format!(
+            "| {name}: {secs} s outage: `block.timestamp - t_up` / signatures / submissions / fee | {} s / {} / {} / {:.6} ETH |",
+            o.staleness,
+            o.signatures,
+            o.submissions,
+            o.fee_wei as f64 / 1e18
+        ));
+    }
+    assert_eq!(sup.stop().await?, 0);
+    Ok(rows)
+}
+
+/// Parsing a 10 000-transaction pool, against the node serving it.
+async fn pool_read() -> Result<(Duration, Duration, usize)> {
+    use rollup_supervisor_actors::uptime::pool;
+    let f = Fixture::new(false).await?;
+    f.l2.set_automine(false).await?;
+    let accounts: Vec<String> = f.l2.rpc("eth_accounts", json!([])).await?;
+    // 10 000 pending transactions from the ten dev accounts (1 000 nonces each), sent in batches.
+    for account in &accounts {
+        let calls: Vec<(&str, Value)> = (0..1_000)
+            .map(|_| ("eth_sendTransaction", json!([{ "from": account, "to": accounts[0], "value": "0x1", "gas": "0x5208" }])))
+            .collect();
+        for r in f.l2.rpc_batch(&calls).await? {
+            r?;
+        }
+    }
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "txpool_content", "params": [] });
+    let client = reqwest::Client::new();
+    let mut serve = Duration::MAX;
+    let mut parse = Duration::MAX;
+    let mut bytes = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        bytes = client.post(f.l2.url()).json(&body).send().await?.bytes().await?.to_vec();
+        serve = serve.min(t.elapsed());
+        let t = Instant::now();
+        let view = pool::parse_answer(&bytes, Address::ZERO).map_err(anyhow::Error::msg)?;
+        parse = parse.min(t.elapsed());
+        ensure!(view.competition.count == 10_000, "{} pending", view.competition.count);
+    }
+    Ok((serve, parse, bytes.len()))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let (local, remote) = signing_latency().await?;
-
-    let f = Fixture::new(false).await?;
-    f.fund().await?;
-    let mut sup = Supervisor::start(&f.spec()?).await?;
-    let mut to_pool = Vec::new();
-    let mut first = 0;
-    let mut worst_age = 0u64;
-    for i in 0..OUTAGES {
-        f.l2.set_automine(true).await?;
-        f.l2.mine(1).await?;
-        let (last, last_ts) = f.stop_sequencer().await?;
-        // The watchdog's rule `floor(now) - ts > max_age` first holds at ts + max_age + 1.
-        let crossing = (last_ts + MAX_AGE + 1) as f64;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if f.pooled().await?.len() == 2 {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "outage {i}: no pair pooled");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        to_pool.push(Duration::from_secs_f64((now_secs_f64() - crossing).max(0.0)));
-        // Resume after a varying extra stall, so refreshes are caught at every phase.
-        tokio::time::sleep(Duration::from_millis(300 + 97 * i as u64 % 1200)).await;
-        let _: serde_json::Value = f.l2.rpc("evm_mine", json!([])).await?;
-        let (ts, txs) = block_after_gap(&f.l2, last + 1).await?;
-        let pair_first = txs.len() >= 2
-            && txs[0].1 == f.signer
-            && txs[0].2 == Some((1, last_ts))
-            && txs[1].1 == f.signer
-            && txs[1].2.is_some_and(|(a, _)| a == 0);
-        if pair_first {
-            first += 1;
-            worst_age = worst_age.max(ts - txs[1].2.map_or(ts, |(_, t)| t));
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = sup.ok("supervisor_uptimeStatus", json!([901])).await?;
-            let outage = &s["lastOutage"];
-            if outage["lastBlock"]["number"] == json!(format!("{last:#x}"))
-                && outage["result"]["status"] != json!("pending")
-            {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "outage {i}: never confirmed: {s}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    assert_eq!(sup.stop().await?, 0);
-    to_pool.sort();
+    let (serve, parse, bytes) = pool_read().await.context("pool read")?;
+    let mut rows = mode(true).await?;
+    rows.extend(mode(false).await?);
 
     println!("| metric | value |");
     println!("|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
     println!(
-        "| threshold crossed → pair in the pool, p50 / p99 ({OUTAGES} outages, check interval 250 ms) | {:.0} ms / {:.0} ms |",
-        pct(&to_pool, 0.5),
-        pct(&to_pool, 0.99)
-    );
-    println!(
-        "| pair at indices 0 and 1 of the first block after the gap | {first} / {OUTAGES} ({:.0} %) |",
-        100.0 * first as f64 / OUTAGES as f64
-    );
-    println!(
-        "| worst `block.timestamp - t_up` (refresh {REFRESH_MS} ms + margin {MARGIN} s, whole seconds) | {worst_age} s |"
+        "| `txpool_content` with 10 000 pending transactions: anvil serves it in / we parse it in (best of 5; {:.1} MB) | {:.1} ms / {:.1} ms |",
+        bytes as f64 / 1e6,
+        serve.as_secs_f64() * 1e3,
+        parse.as_secs_f64() * 1e3
     );
     println!(
         "| signing latency, local key, p50 / p99 ({SIGNATURES} signatures) | {:.3} ms / {:.3} ms |",
