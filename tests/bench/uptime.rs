@@ -231,8 +231,13 @@ async fn pool_read() -> Result<(Duration, Duration, usize)> {
     let accounts: Vec<String> = f.l2.rpc("eth_accounts", json!([])).await?;
     // 10 000 pending transactions from the ten dev accounts (1 000 nonces each), sent in batches.
     for account in &accounts {
-        let calls: Vec<(&str, Value)> = (0..1_000)
-            .map(|_| ("eth_sendTransaction", json!([{ "from": account, "to": accounts[0], "value": "0x1", "gas": "0x5208" }])))
+        let nonce: String = f.l2.rpc("eth_getTransactionCount", json!([account, "pending"])).await?;
+        let nonce = u64::from_str_radix(nonce.trim_start_matches("0x"), 16)?;
+        let calls: Vec<(&str, Value)> = (nonce..nonce + 1_000)
+            .map(|n| {
+                let tx = json!({ "from": account, "to": accounts[0], "value": "0x1", "gas": "0x5208", "nonce": format!("{n:#x}") });
+                ("eth_sendTransaction", json!([tx]))
+            })
             .collect();
         for r in f.l2.rpc_batch(&calls).await? {
             r?;

@@ -36,7 +36,7 @@ use super::{
     pool::Competition,
     pricing::{self, PriceRules},
     signer_actor::SignError,
-    submit::{SUBMISSION_RESULTS, Sequencers, Submitted},
+    submit::{SUBMISSION_RESULTS, Sequencers, Settled, Submitted, settle},
 };
 use crate::{
     chains_db::{
@@ -513,15 +513,30 @@ impl Injector {
                     let tx = self.sign_slot(&outage, slot, slot_nonce, price).await?;
                     // Write-ahead: whatever a pool may hold of ours for this nonce, the next
                     // signature outbids it, even after a crash right after this submission.
+                    let before = outage.signed_fees[slot];
                     outage.signed_fees[slot] = price;
                     self.journal(&outage).await?;
-                    if !self.submit_slot(&mut outage, slot, tx).await? {
-                        break;
+                    match self.submit_slot(&mut outage, slot, tx).await {
+                        Settled::Pooled => {}
+                        Settled::Mined => break,
+                        Settled::Outbid => {
+                            if outage.txs[slot].is_none() {
+                                break;
+                            }
+                        }
+                        Settled::NotPooled => {
+                            // No pool holds it: signing the same price again costs nothing, so a
+                            // node that is down does not make the fees grow.
+                            outage.signed_fees[slot] = before.max(outage.txs[slot].as_ref().map_or(0, |t| t.max_fee_per_gas));
+                            if outage.txs[slot].is_none() {
+                                break;
+                            }
+                        }
                     }
                 }
                 None => {
                     if let Some(tx) = outage.txs[slot].clone()
-                        && !self.still_pooled(tx).await?
+                        && !self.still_pooled(tx).await
                     {
                         break;
                     }
@@ -617,11 +632,9 @@ impl Injector {
         Ok(ReportTx { hash: *signed.hash(), raw: encode(signed), max_fee_per_gas: price, up_ts })
     }
 
-    /// Submits a newly signed `tx` for `slot` to every endpoint. Returns whether the report may
-    /// go on to the next slot (a node holds this one or an earlier one of ours).
-    /// Submits a newly signed `tx` for `slot` to every endpoint. Returns whether the report may
-    /// go on to the next slot (a node holds this one or an earlier one of ours).
-    async fn submit_slot(&mut self, outage: &mut OutageRecord, slot: usize, tx: ReportTx) -> Result<bool, InjectError> {
+    /// Submits a newly signed `tx` for `slot` to every endpoint; it becomes the slot's pooled
+    /// transaction only if a node accepted it.
+    async fn submit_slot(&mut self, outage: &mut OutageRecord, slot: usize, tx: ReportTx) -> Settled {
         let which: Vec<usize> = (0..self.sequencers.len()).collect();
         let outcomes = self.sequencers.submit(&tx.raw, &which).await;
         for (&i, outcome) in which.iter().zip(&outcomes) {
@@ -630,60 +643,63 @@ impl Injector {
                 warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), error = %e, "submission failed");
             }
         }
-        let accepted = outcomes.iter().any(Submitted::pooled);
+        let settled = settle(&outcomes);
         let replaced = outage.txs[slot].is_some();
-        if accepted {
-            if tx.up_ts.is_some() {
-                outage.up_ts = tx.up_ts;
+        match settled {
+            Settled::Pooled => {
+                if tx.up_ts.is_some() {
+                    outage.up_ts = tx.up_ts;
+                }
+                if !replaced && slot == 0 {
+                    self.count(&metrics::PAIRS_SUBMITTED);
+                    info!(target: "uptime", chain = self.cfg.chain, nonce = ?outage.nonce, down_ts = outage.down_ts(), max_fee = tx.max_fee_per_gas, tx = %tx.hash, mode = ?self.cfg.mode, "report pre-positioned");
+                } else if replaced && tx.up_ts.is_some() {
+                    self.count(&metrics::PAIR_REFRESHES);
+                } else if replaced {
+                    self.count(&metrics::REPORT_REPRICED);
+                    info!(target: "uptime", chain = self.cfg.chain, slot, max_fee = tx.max_fee_per_gas, tx = %tx.hash, "report repriced above a pending competitor");
+                }
+                self.gauge(&metrics::REPORT_PRICE, tx.max_fee_per_gas as f64);
+                outage.txs[slot] = Some(tx);
+                return settled;
             }
-            if !replaced && slot == 0 {
-                self.count(&metrics::PAIRS_SUBMITTED);
-                info!(target: "uptime", chain = self.cfg.chain, nonce = ?outage.nonce, down_ts = outage.down_ts(), max_fee = tx.max_fee_per_gas, tx = %tx.hash, mode = ?self.cfg.mode, "report pre-positioned");
-            } else if replaced && tx.up_ts.is_some() {
-                self.count(&metrics::PAIR_REFRESHES);
-            } else if replaced {
-                self.count(&metrics::REPORT_REPRICED);
+            Settled::Mined => {
+                warn!(target: "uptime", chain = self.cfg.chain, slot, "nonce already used: the report (or another transaction of the signer) was mined");
             }
-            self.gauge(&metrics::REPORT_PRICE, tx.max_fee_per_gas as f64);
-            outage.txs[slot] = Some(tx);
-            return Ok(true);
+            Settled::Outbid => {
+                warn!(target: "uptime", chain = self.cfg.chain, slot, max_fee = tx.max_fee_per_gas, "refused as underpriced: a pricier transaction of ours holds this nonce (a twin instance or an earlier run), or the pools' price bump is above fee_bump_percent");
+            }
+            Settled::NotPooled => {
+                error!(target: "uptime", chain = self.cfg.chain, slot, outcomes = ?outcomes, "no node accepted the report transaction");
+            }
         }
         self.count(&metrics::SUBMIT_ERRORS);
-        if outcomes.contains(&Submitted::NonceTooLow) {
-            // Mined meanwhile: the confirmation reads the chain for what.
-            warn!(target: "uptime", chain = self.cfg.chain, slot, "nonce already used: the report (or another transaction of the signer) was mined");
-            return Ok(false);
-        }
         if outcomes.contains(&Submitted::InsufficientFunds) {
             self.gauge(&metrics::SIGNER_UNFUNDED, 1.0);
         }
-        if outcomes.contains(&Submitted::Underpriced) {
-            warn!(target: "uptime", chain = self.cfg.chain, slot, max_fee = tx.max_fee_per_gas, "refused as underpriced: a pricier transaction of ours holds this nonce (a twin instance or an earlier run), or the pool's price bump is above fee_bump_percent");
-        } else {
-            error!(target: "uptime", chain = self.cfg.chain, slot, outcomes = ?outcomes, "no node accepted the report transaction");
-        }
         self.blocked = Some(format!("the nodes refused the report: {outcomes:?}"));
-        // An earlier accepted transaction of ours may still hold the nonce: go on with it.
-        Ok(replaced)
+        settled
     }
 
-    /// Verifies by hash that every endpoint still pools `tx` (slot `slot`), and re-submits it
-    /// unchanged where a pool lost it (a restart, a failover). Returns whether to go on.
-    async fn still_pooled(&mut self, tx: ReportTx) -> Result<bool, InjectError> {
+    /// Verifies by hash that every endpoint still pools `tx`, and re-submits it unchanged where
+    /// it is gone. A pool that takes it back had lost it (a restart, a failover: counted); one
+    /// that refuses it as underpriced holds a pricier one of ours (a twin instance). Returns
+    /// whether to go on to the next slot (not if the nonce was mined).
+    async fn still_pooled(&mut self, tx: ReportTx) -> bool {
         let known = self.sequencers.knows(tx.hash).await;
-        let lost: Vec<usize> = known.iter().enumerate().filter(|(_, k)| **k == Some(false)).map(|(i, _)| i).collect();
-        if lost.is_empty() {
-            return Ok(true);
+        let gone: Vec<usize> = known.iter().enumerate().filter(|(_, k)| **k == Some(false)).map(|(i, _)| i).collect();
+        if gone.is_empty() {
+            return true;
         }
-        for &i in &lost {
-            self.count_endpoint(&metrics::POOL_LOST, i, None);
-            warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), tx = %tx.hash, "the report is gone from this pool (restart or failover): re-submitting it");
-        }
-        let outcomes = self.sequencers.submit(&tx.raw, &lost).await;
-        for (&i, outcome) in lost.iter().zip(&outcomes) {
+        let outcomes = self.sequencers.submit(&tx.raw, &gone).await;
+        for (&i, outcome) in gone.iter().zip(&outcomes) {
             self.count_endpoint(&metrics::SUBMISSIONS, i, Some(("result", outcome.label())));
+            if outcome.pooled() {
+                self.count_endpoint(&metrics::POOL_LOST, i, None);
+                warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), tx = %tx.hash, "the report was gone from this pool (restart or failover): re-submitted");
+            }
         }
-        Ok(!outcomes.contains(&Submitted::NonceTooLow))
+        !outcomes.contains(&Submitted::NonceTooLow)
     }
 
     /// Whether `balance` pays `need`; says so (once per change) in the log, in

@@ -52,6 +52,35 @@ impl Submitted {
 pub const SUBMISSION_RESULTS: [&str; 6] =
     ["accepted", "already_known", "underpriced", "nonce_too_low", "insufficient_funds", "failed"];
 
+/// What the answers of every endpoint to one signed transaction add up to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// At least one node holds it: it is ours from now on.
+    Pooled,
+    /// The nonce was mined: nothing to record; the confirmation reads the chain.
+    Mined,
+    /// Nobody took it, and a node holds a pricier transaction of ours for the nonce (a twin
+    /// instance, an earlier run): the next signature must outbid the price just signed.
+    Outbid,
+    /// Nobody took it and nobody holds anything of ours for it as far as the answers tell
+    /// (transport failures, funds, other refusals): the price just signed may be signed again.
+    NotPooled,
+}
+
+/// Adds up the endpoints' answers to one transaction: accepted anywhere wins; then a mined
+/// nonce; then an underpriced refusal (a pricier one of ours is pooled); else not pooled.
+pub fn settle(outcomes: &[Submitted]) -> Settled {
+    if outcomes.iter().any(Submitted::pooled) {
+        Settled::Pooled
+    } else if outcomes.contains(&Submitted::NonceTooLow) {
+        Settled::Mined
+    } else if outcomes.contains(&Submitted::Underpriced) {
+        Settled::Outbid
+    } else {
+        Settled::NotPooled
+    }
+}
+
 /// Maps a node's refusal to what it means for the report (geth, reth, Besu and anvil wordings).
 pub fn classify(e: &RpcError) -> Submitted {
     let text = e.to_string().to_lowercase();
@@ -147,5 +176,20 @@ mod tests {
         for s in [Submitted::Accepted(B256::ZERO), Submitted::Underpriced, Submitted::Failed(String::new())] {
             assert!(SUBMISSION_RESULTS.contains(&s.label()));
         }
+    }
+
+    #[test]
+    fn partial_outcomes_settle_by_what_the_pools_hold() {
+        let failed = || Submitted::Failed("connection refused".into());
+        let ok = Submitted::Accepted(B256::ZERO);
+        // One endpoint down, the other took it: ours.
+        assert_eq!(settle(&[failed(), ok.clone()]), Settled::Pooled);
+        assert_eq!(settle(&[Submitted::AlreadyKnown, Submitted::Underpriced]), Settled::Pooled);
+        // Refused as underpriced everywhere: not ours; a pricier one of ours holds the nonce.
+        assert_eq!(settle(&[Submitted::Underpriced, failed()]), Settled::Outbid);
+        assert_eq!(settle(&[Submitted::NonceTooLow, Submitted::Underpriced]), Settled::Mined);
+        // Nothing anywhere: the same price may be signed again (no fee growth while a node is down).
+        assert_eq!(settle(&[failed(), Submitted::InsufficientFunds]), Settled::NotPooled);
+        assert_eq!(settle(&[]), Settled::NotPooled);
     }
 }
