@@ -61,6 +61,14 @@ pub enum RpcError {
         #[source]
         source: TransportError,
     },
+    /// A request we make ourselves (see [`EthRpc::bounded_request`]) got no answer.
+    #[error("{endpoint}: {reason}")]
+    Unreachable {
+        /// The node's address.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
     /// The reply parsed but is wrong: a block at another height than asked, a missing field.
     #[error("{endpoint}: bad answer: {reason}")]
     BadAnswer {
@@ -207,6 +215,10 @@ impl EthRpc {
         RpcError::Transport { endpoint: self.endpoint.clone(), source }
     }
 
+    fn unreachable(&self, method: &str, e: reqwest::Error) -> RpcError {
+        RpcError::Unreachable { endpoint: self.endpoint.clone(), reason: format!("{method}: {}", e.without_url()) }
+    }
+
     fn bad(&self, reason: impl Into<String>) -> RpcError {
         RpcError::BadAnswer { endpoint: self.endpoint.clone(), reason: reason.into() }
     }
@@ -222,17 +234,10 @@ impl EthRpc {
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let started = Instant::now();
         let result = async {
-            let mut response = self
-                .http
-                .post(self.url.clone())
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| self.bad(format!("{method}: {}", e.without_url())))?;
+            let mut response =
+                self.http.post(self.url.clone()).json(&body).send().await.map_err(|e| self.unreachable(method, e))?;
             let mut out = Vec::new();
-            while let Some(chunk) =
-                response.chunk().await.map_err(|e| self.bad(format!("{method}: {}", e.without_url())))?
-            {
+            while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(method, e))? {
                 if out.len() + chunk.len() > limit {
                     return Err(self.bad(format!("{method}: the answer is larger than {limit} bytes")));
                 }

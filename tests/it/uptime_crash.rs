@@ -33,13 +33,9 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Waits until the chain's head is older than the threshold (with a second to spare), so that a
-/// supervisor started now calls the chain down at its first look.
-async fn wait_stalled_past_threshold(last_ts: u64) -> Result<()> {
-    wait_for("the chain stalled past the threshold", WAIT, Duration::from_millis(100), || async {
-        Ok((now_secs() > last_ts + MAX_AGE + 1).then_some(()))
-    })
-    .await
+/// Waits until the wall clock reaches second `at`.
+async fn wait_until_second(at: u64) -> Result<()> {
+    wait_for("the wall clock", WAIT, Duration::from_millis(20), || async { Ok((now_secs() >= at).then_some(())) }).await
 }
 
 /// The signer's transactions in the L2 pool: pending nonces (sorted) and how many are queued.
@@ -105,13 +101,20 @@ async fn kill_9_scenario(reporter: bool) -> Result<()> {
     let f = if reporter { Fixture::reporter(false).await? } else { Fixture::new(false).await? };
     f.fund().await?;
     let n = f.report_len();
+    // The runs start about a second before the stall is detected (once the head is more than
+    // MAX_AGE s old): the first ones are killed before it, later ones around the first
+    // submission, the last ones while the report is pooled and refreshed (pair) or re-checked
+    // (reporter).
+    f.l2.mine(1).await?; // a fresh last block: the schedule below starts from now
     let (last, last_ts) = f.stop_sequencer().await?;
-    wait_stalled_past_threshold(last_ts).await?;
     let spec = f.spec()?;
+    wait_until_second(last_ts + MAX_AGE).await?;
     // Deterministic per iteration, spread over 0..1.5 s and out of order.
     const DELAYS_MS: [u64; 8] = [0, 700, 150, 1500, 40, 1050, 350, 1250];
     let mut sup: Option<Supervisor> = None;
+    let mut phases = Vec::new();
     for (i, delay) in DELAYS_MS.into_iter().enumerate() {
+        let log_start = sup.as_ref().map_or(0, |s| s.log_text().len());
         match &mut sup {
             None => sup = Some(Supervisor::start(&spec).await?),
             Some(s) => s.restart(&spec).await?,
@@ -120,8 +123,26 @@ async fn kill_9_scenario(reporter: bool) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         s.kill9().await?;
         let (pending, queued) = signer_pool(&f).await?;
-        ensure!(pending.len() <= n && queued == 0, "after kill {i}: more than one report pooled: {pending:?} + {queued} queued");
+        ensure!(
+            pending.len() <= n && queued == 0,
+            "after kill {i}: more than one report pooled: {pending:?} + {queued} queued"
+        );
+        let log = s.log_text();
+        let run = log.get(log_start..).unwrap_or_default();
+        let phase = if !run.contains("sequencer stalled") {
+            "before the stall"
+        } else if pending.is_empty() {
+            "before the first submission"
+        } else if run.contains("report pre-positioned") {
+            "after the first submission"
+        } else {
+            "while pooled"
+        };
+        eprintln!("kill {i} after {delay} ms ({phase}): the signer's pending nonces {pending:?}");
+        phases.push(phase);
     }
+    ensure!(phases.contains(&"before the stall") || phases.contains(&"before the first submission"), "{phases:?}");
+    ensure!(phases.contains(&"while pooled"), "no kill while the report was pooled: {phases:?}");
     let mut sup = sup.context("started")?;
     sup.restart(&spec).await?;
 
@@ -183,8 +204,8 @@ fn word(v: U256) -> B256 {
     B256::from(v.to_be_bytes::<32>())
 }
 
-/// `hasRole(FEED_UPDATER_ROLE, who)` on the feed, at the pending state (what a block built now
-/// would see) and at the latest block.
+/// `hasRole(FEED_UPDATER_ROLE, who)` on the feed at block tag `tag` (`pending`: what the next
+/// block would see).
 async fn has_role(f: &Fixture, who: Address, tag: &str) -> Result<bool> {
     let data = format!("0x91d14854{ROLE}{:0>64}", alloy::hex::encode(who.as_slice()));
     let out: String = f.l2.rpc("eth_call", json!([{ "to": f.feed, "data": data }, tag])).await?;
@@ -202,7 +223,8 @@ async fn a_role_revoked_mid_outage_gives_bounded_reverts_and_an_alert_metric() -
     // Revoke the role without a block: `s_roles` (mapping(bytes32 => mapping(address => bool)))
     // is the feed's first state variable, slot 0, so s_roles[role][signer] lives at
     // keccak256(signer . keccak256(role . 0)).
-    let inner = keccak256([B256::from_slice(&alloy::hex::decode(ROLE)?).as_slice(), word(U256::ZERO).as_slice()].concat());
+    let inner =
+        keccak256([B256::from_slice(&alloy::hex::decode(ROLE)?).as_slice(), word(U256::ZERO).as_slice()].concat());
     let slot = keccak256([B256::left_padding_from(f.signer.as_slice()).as_slice(), inner.as_slice()].concat());
     assert!(has_role(&f, f.signer, "latest").await?, "the signer holds the role before");
     let _: Value = f.l2.rpc("anvil_setStorageAt", json!([f.feed, slot, word(U256::ZERO)])).await?;

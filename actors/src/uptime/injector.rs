@@ -34,9 +34,9 @@ use super::{
     feed::{self, Round},
     messages::*,
     pool::Competition,
-    pricing::{self, PriceRules},
+    pricing::{self, Clock, PriceRules, Slot, SlotPlan, Target, Why},
     signer_actor::SignError,
-    submit::{SUBMISSION_RESULTS, Sequencers, Settled, Submitted, settle},
+    submit::{PoolError, SUBMISSION_RESULTS, Sequencers, Settled, Submitted, settle},
 };
 use crate::{
     chains_db::{
@@ -165,6 +165,8 @@ pub struct Injector {
     balance_read_at: Option<Instant>,
     /// Why the report could not be pre-positioned the last time it was tried (for the operator).
     blocked: Option<String>,
+    /// The missing permission last reported (logged once per change).
+    permission_problem: Option<String>,
 }
 
 impl Injector {
@@ -196,6 +198,7 @@ impl Injector {
             failure_counted: false,
             balance_read_at: None,
             blocked: None,
+            permission_problem: None,
         }
     }
 
@@ -337,9 +340,18 @@ impl Injector {
         };
         self.gauge(&metrics::SIGNER_MISSING_ROLE, if problem.is_some() { 1.0 } else { 0.0 });
         match problem {
-            None => self.preflight_ok = true,
+            None => {
+                if self.permission_problem.take().is_some() {
+                    info!(target: "uptime", chain = self.cfg.chain, "the report's permissions are in place again");
+                }
+                self.preflight_ok = true;
+            }
             Some(problem) => {
-                error!(target: "uptime", chain = self.cfg.chain, %problem, "the report would revert: not injecting until this is fixed");
+                // Said once per change, not on every check while it lasts.
+                if self.permission_problem.as_ref() != Some(&problem) {
+                    error!(target: "uptime", chain = self.cfg.chain, %problem, "the report would revert: not injecting until this is fixed");
+                }
+                self.permission_problem = Some(problem.clone());
                 self.blocked = Some(problem);
             }
         }
@@ -428,29 +440,36 @@ impl Injector {
         Ok(round.started_at >= down_ts && (round.down || round.started_at > down_ts))
     }
 
-    /// Reads every endpoint's pool; says once per change when one cannot be read, and keeps
-    /// `txpool_unreadable` current. The best competitor over the readable pools, or `None`
-    /// when none is.
+    /// Reads every endpoint's pool. A node that answers without a pool does not serve
+    /// `txpool_content`: said once per change and in `txpool_unreadable`; a node that does not
+    /// answer is only down (its submissions say so). The best competitor over the readable
+    /// pools, or `None` when none is (pricing then falls back to the configured fees).
     async fn read_pools(&mut self) -> Option<Competition> {
         let views = self.sequencers.pools(self.signer_address).await;
         let chain = self.chain_label();
         let mut best: Option<Competition> = None;
         for (i, view) in views.into_iter().enumerate() {
             let endpoint = self.sequencers.labels().nth(i).unwrap_or("?").to_owned();
-            let readable = view.is_ok();
-            if self.pool_readable[i] != Some(readable) {
+            let serves = match &view {
+                Ok(_) => Some(true),
+                Err(PoolError::Unserved(_)) => Some(false),
+                Err(PoolError::Unreachable(_)) => None,
+            };
+            if let Some(serves) = serves
+                && self.pool_readable[i] != Some(serves)
+            {
                 match &view {
+                    Err(e) => {
+                        warn!(target: "uptime", chain = self.cfg.chain, %endpoint, error = %e, "this node does not serve its pending pool (txpool_content): where no pool is readable the report is priced at the configured fees, which cannot promise first place")
+                    }
                     Ok(_) => {
                         info!(target: "uptime", chain = self.cfg.chain, %endpoint, "the pending pool is readable: the report is priced above the best pending transaction")
                     }
-                    Err(e) => {
-                        warn!(target: "uptime", chain = self.cfg.chain, %endpoint, error = %e, "cannot read the pending pool (txpool_content): pricing the report at the configured fees, which cannot promise first place")
-                    }
                 }
-                self.pool_readable[i] = Some(readable);
+                self.pool_readable[i] = Some(serves);
+                let labels = [("chain", chain.as_str()), ("endpoint", endpoint.as_str())];
+                self.metrics.set(&metrics::POOL_UNREADABLE, &labels, if serves { 0.0 } else { 1.0 });
             }
-            let labels = [("chain", chain.as_str()), ("endpoint", endpoint.as_str())];
-            self.metrics.set(&metrics::POOL_UNREADABLE, &labels, if readable { 0.0 } else { 1.0 });
             if let Ok(view) = view {
                 best = Some(best.map_or(view.competition, |b| b.merge(view.competition)));
             }
@@ -492,32 +511,36 @@ impl Injector {
         outage.signed_fees.resize(slots, 0);
         let plan = self.plan(&mut outage, &target, competition.as_ref(), mined);
         let mut need = U256::ZERO;
-        for (i, price) in plan.iter().enumerate() {
-            let fee = price.unwrap_or_else(|| outage.txs[i].as_ref().map_or(0, |t| t.max_fee_per_gas));
+        for (i, p) in plan.iter().enumerate() {
+            let fee = match p {
+                SlotPlan::Sign(price, _) => *price,
+                _ => outage.txs[i].as_ref().map_or(0, |t| t.max_fee_per_gas),
+            };
             need += U256::from(self.cfg.gas_limit) * U256::from(fee);
         }
-        if plan.iter().any(Option::is_some) {
+        if plan.iter().any(|p| matches!(p, SlotPlan::Sign(..))) {
             let balance = self.read_balance().await?;
             if !self.funded(balance, need) {
                 self.outage = Some(outage);
                 return Ok(());
             }
         }
-        for (slot, price) in plan.into_iter().enumerate() {
+        let mut repriced = false;
+        for (slot, p) in plan.into_iter().enumerate() {
             let slot_nonce = nonce + slot as u64;
             if slot_nonce < mined {
                 continue; // mined: the confirmation finds out what
             }
-            match price {
-                Some(price) => {
+            match p {
+                SlotPlan::Sign(price, why) => {
                     let tx = self.sign_slot(&outage, slot, slot_nonce, price).await?;
                     // Write-ahead: whatever a pool may hold of ours for this nonce, the next
                     // signature outbids it, even after a crash right after this submission.
                     let before = outage.signed_fees[slot];
                     outage.signed_fees[slot] = price;
                     self.journal(&outage).await?;
-                    match self.submit_slot(&mut outage, slot, tx).await {
-                        Settled::Pooled => {}
+                    match self.submit_slot(&mut outage, slot, tx, why).await {
+                        Settled::Pooled => repriced |= why == Why::Outbid,
                         Settled::Mined => break,
                         Settled::Outbid => {
                             if outage.txs[slot].is_none() {
@@ -527,14 +550,15 @@ impl Injector {
                         Settled::NotPooled => {
                             // No pool holds it: signing the same price again costs nothing, so a
                             // node that is down does not make the fees grow.
-                            outage.signed_fees[slot] = before.max(outage.txs[slot].as_ref().map_or(0, |t| t.max_fee_per_gas));
+                            outage.signed_fees[slot] =
+                                before.max(outage.txs[slot].as_ref().map_or(0, |t| t.max_fee_per_gas));
                             if outage.txs[slot].is_none() {
                                 break;
                             }
                         }
                     }
                 }
-                None => {
+                SlotPlan::Keep | SlotPlan::Capped(_) => {
                     if let Some(tx) = outage.txs[slot].clone()
                         && !self.still_pooled(tx).await
                     {
@@ -542,6 +566,10 @@ impl Injector {
                     }
                 }
             }
+        }
+        if repriced {
+            // Once per repricing of the report, not per transaction of the pair.
+            self.count(&metrics::REPORT_REPRICED);
         }
         self.journal(&outage).await?;
         if outage.fully_pooled(slots) {
@@ -551,48 +579,31 @@ impl Injector {
         Ok(())
     }
 
-    /// Per slot, the price to re-sign it at now, or `None` to keep what is pooled. Re-signs a
-    /// slot that no node accepted yet, that a competitor overtook, or (the pair's up
-    /// transaction) that the refresh schedule says is due; never above the cap (the cap is
-    /// counted once per outage when it stops a due re-signature).
-    fn plan(
-        &self,
-        outage: &mut OutageRecord,
-        target: &pricing::Target,
-        c: Option<&Competition>,
-        mined: u64,
-    ) -> Vec<Option<u128>> {
+    /// Per slot, what to do now ([`PriceRules::plan`]); a mined slot is kept. The cap is
+    /// counted once per outage when it stops a due re-signature.
+    fn plan(&self, outage: &mut OutageRecord, target: &Target, c: Option<&Competition>, mined: u64) -> Vec<SlotPlan> {
         let nonce = outage.nonce.unwrap_or(mined);
-        let mut capped = false;
-        let plan = (0..self.cfg.mode.slots())
-            .map(|slot| {
-                if nonce + (slot as u64) < mined {
-                    return None;
+        let clock = Clock {
+            now_ms: now_ms(),
+            down_ts: outage.down_ts(),
+            refresh_ms: self.cfg.refresh_interval.as_millis() as u64,
+            margin_secs: self.cfg.clock_skew_margin_secs,
+        };
+        let plan: Vec<SlotPlan> = (0..self.cfg.mode.slots())
+            .map(|i| {
+                if nonce + (i as u64) < mined {
+                    return SlotPlan::Keep;
                 }
-                let due = match &outage.txs[slot] {
-                    None => true,
-                    Some(tx) => {
-                        c.is_some_and(|c| pricing::overtaken(tx.max_fee_per_gas, c))
-                            || tx.up_ts.is_some_and(|up| {
-                                pricing::refresh_due(
-                                    now_ms(),
-                                    up,
-                                    outage.down_ts(),
-                                    self.cfg.refresh_interval.as_millis() as u64,
-                                    self.cfg.clock_skew_margin_secs,
-                                )
-                            })
-                    }
+                let pooled = outage.txs[i].as_ref();
+                let slot = Slot {
+                    pooled_fee: pooled.map(|t| t.max_fee_per_gas),
+                    up_ts: pooled.and_then(|t| t.up_ts),
+                    signed_fee: outage.signed_fees[i],
                 };
-                if !due {
-                    return None;
-                }
-                let price = self.cfg.rules.resign_price(outage.signed_fees[slot], target);
-                capped |= price.is_none();
-                price
+                self.cfg.rules.plan(&slot, target, c, &clock)
             })
             .collect();
-        if capped && !outage.fee_cap_reached {
+        if plan.iter().any(|p| matches!(p, SlotPlan::Capped(_))) && !outage.fee_cap_reached {
             outage.fee_cap_reached = true;
             self.count(&metrics::FEE_CAP_REACHED);
             warn!(target: "uptime", chain = self.cfg.chain, fee_cap = self.cfg.rules.cap, up_ts = ?outage.up_ts, "fee cap reached: the pooled report can no longer be replaced (a pair's up timestamp ages from now on)");
@@ -634,7 +645,7 @@ impl Injector {
 
     /// Submits a newly signed `tx` for `slot` to every endpoint; it becomes the slot's pooled
     /// transaction only if a node accepted it.
-    async fn submit_slot(&mut self, outage: &mut OutageRecord, slot: usize, tx: ReportTx) -> Settled {
+    async fn submit_slot(&mut self, outage: &mut OutageRecord, slot: usize, tx: ReportTx, why: Why) -> Settled {
         let which: Vec<usize> = (0..self.sequencers.len()).collect();
         let outcomes = self.sequencers.submit(&tx.raw, &which).await;
         for (&i, outcome) in which.iter().zip(&outcomes) {
@@ -644,20 +655,21 @@ impl Injector {
             }
         }
         let settled = settle(&outcomes);
-        let replaced = outage.txs[slot].is_some();
         match settled {
             Settled::Pooled => {
                 if tx.up_ts.is_some() {
                     outage.up_ts = tx.up_ts;
                 }
-                if !replaced && slot == 0 {
-                    self.count(&metrics::PAIRS_SUBMITTED);
-                    info!(target: "uptime", chain = self.cfg.chain, nonce = ?outage.nonce, down_ts = outage.down_ts(), max_fee = tx.max_fee_per_gas, tx = %tx.hash, mode = ?self.cfg.mode, "report pre-positioned");
-                } else if replaced && tx.up_ts.is_some() {
-                    self.count(&metrics::PAIR_REFRESHES);
-                } else if replaced {
-                    self.count(&metrics::REPORT_REPRICED);
-                    info!(target: "uptime", chain = self.cfg.chain, slot, max_fee = tx.max_fee_per_gas, tx = %tx.hash, "report repriced above a pending competitor");
+                match why {
+                    Why::New if slot == 0 => {
+                        self.count(&metrics::PAIRS_SUBMITTED);
+                        info!(target: "uptime", chain = self.cfg.chain, nonce = ?outage.nonce, down_ts = outage.down_ts(), max_fee = tx.max_fee_per_gas, tx = %tx.hash, mode = ?self.cfg.mode, "report pre-positioned");
+                    }
+                    Why::New => {}
+                    Why::Refresh => self.count(&metrics::PAIR_REFRESHES),
+                    Why::Outbid => {
+                        info!(target: "uptime", chain = self.cfg.chain, slot, max_fee = tx.max_fee_per_gas, tx = %tx.hash, "report repriced above a pending competitor");
+                    }
                 }
                 self.gauge(&metrics::REPORT_PRICE, tx.max_fee_per_gas as f64);
                 outage.txs[slot] = Some(tx);
@@ -882,10 +894,13 @@ impl Injector {
         }
         self.not_first(outage.last_block.number + 1, "the report reverted");
         self.preflight_ok = false;
+        // `retry` journals the count with the spent nonces cleared: a restart neither counts
+        // this revert again nor takes its transactions for pooled ones.
         self.retry(head).await
     }
 
-    /// Reports again with fresh nonces (the old ones are used), at most once per block.
+    /// Reports again with fresh nonces (the old ones are used), at most once per block; the
+    /// cleared nonces are journaled first.
     async fn retry(&mut self, head: u64) -> Result<(), InjectError> {
         if self.retry_sent_at.is_some_and(|at| head <= at) {
             return Ok(());
@@ -894,6 +909,8 @@ impl Injector {
             o.nonce = None;
             o.txs.clear();
             o.signed_fees.clear();
+            let o = o.clone();
+            self.journal(&o).await?;
         }
         self.pre_position().await?;
         self.retry_sent_at = Some(head);

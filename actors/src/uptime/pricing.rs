@@ -63,6 +63,76 @@ impl PriceRules {
     }
 }
 
+/// Why a slot of the report is signed (again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// No node holds a transaction of ours for it yet.
+    New,
+    /// A pending competitor reached its price.
+    Outbid,
+    /// The pair's up transaction is due for a fresh `t_up`.
+    Refresh,
+}
+
+/// What to do with one slot of the report at a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotPlan {
+    /// Keep what is pooled (and verify it still is).
+    Keep,
+    /// Sign it at this price.
+    Sign(u128, Why),
+    /// It is due, but a replacement would exceed the cap: keep what is pooled.
+    Capped(Why),
+}
+
+/// One slot as the journal knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The max fee of the pooled transaction, if a node accepted one.
+    pub pooled_fee: Option<u128>,
+    /// Its up timestamp (the pair's up transaction).
+    pub up_ts: Option<u64>,
+    /// The highest max fee ever signed for its nonce (0: never).
+    pub signed_fee: u128,
+}
+
+/// When a refresh is due: the clock, the outage and the schedule's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Wall clock, ms since the epoch.
+    pub now_ms: u64,
+    /// The outage's down timestamp.
+    pub down_ts: u64,
+    /// Between checks, ms.
+    pub refresh_ms: u64,
+    /// `clock_skew_margin_secs`.
+    pub margin_secs: u64,
+}
+
+impl PriceRules {
+    /// The decision for one slot: sign it when no node holds it, when a competitor overtook
+    /// it, or when its up timestamp is due for a refresh; at [`Self::resign_price`], or
+    /// [`SlotPlan::Capped`] when that would exceed the cap.
+    pub fn plan(&self, slot: &Slot, target: &Target, competition: Option<&Competition>, clock: &Clock) -> SlotPlan {
+        let why = match slot.pooled_fee {
+            None => Why::New,
+            Some(fee) if competition.is_some_and(|c| overtaken(fee, c)) => Why::Outbid,
+            Some(_)
+                if slot.up_ts.is_some_and(|up| {
+                    refresh_due(clock.now_ms, up, clock.down_ts, clock.refresh_ms, clock.margin_secs)
+                }) =>
+            {
+                Why::Refresh
+            }
+            Some(_) => return SlotPlan::Keep,
+        };
+        match self.resign_price(slot.signed_fee, target) {
+            Some(price) => SlotPlan::Sign(price, why),
+            None => SlotPlan::Capped(why),
+        }
+    }
+}
+
 /// The lowest price every production pool accepts in place of one of ours priced `old`:
 /// `old × (100 + bump) / 100 + 1` (≥ for geth and Besu, > for reth).
 pub fn replacement(old: u128, bump_percent: u128) -> u128 {
@@ -174,6 +244,35 @@ mod tests {
         assert_eq!(r.resign_price(r.cap, &t), None, "never above the cap");
         let high = r.target(0, Some(&users(50 * GWEI, 0)));
         assert_eq!(r.resign_price(GWEI, &high), Some(60 * GWEI), "the target when it is higher");
+    }
+
+    #[test]
+    fn a_slot_is_signed_when_new_overtaken_or_due_and_kept_otherwise() {
+        let r = rules();
+        let down = 1_000_000u64;
+        let clock = Clock { now_ms: (down + 100) * 1000, down_ts: down, refresh_ms: 1_000, margin_secs: 1 };
+        let quiet = r.target(0, Some(&Competition::default()));
+        let fresh = Slot { pooled_fee: Some(GWEI), up_ts: Some(down + 99), signed_fee: GWEI };
+        let down_tx = Slot { up_ts: None, ..fresh };
+        assert_eq!(r.plan(&fresh, &quiet, Some(&Competition::default()), &clock), SlotPlan::Keep);
+        assert_eq!(r.plan(&down_tx, &quiet, None, &clock), SlotPlan::Keep, "an unreadable pool changes nothing");
+        // Never accepted: the target, or a replacement of whatever of ours may be pooled.
+        let new = Slot { pooled_fee: None, up_ts: None, signed_fee: 0 };
+        assert_eq!(r.plan(&new, &quiet, None, &clock), SlotPlan::Sign(GWEI, Why::New));
+        let crashed = Slot { signed_fee: 5 * GWEI, ..new };
+        assert_eq!(r.plan(&crashed, &quiet, None, &clock), SlotPlan::Sign(replacement(5 * GWEI, 10), Why::New));
+        // A user at 80 gwei overtakes both transactions of the pair.
+        let user = users(80 * GWEI, 40 * GWEI);
+        let t = r.target(0, Some(&user));
+        assert_eq!(r.plan(&down_tx, &t, Some(&user), &clock), SlotPlan::Sign(96 * GWEI, Why::Outbid));
+        assert_eq!(r.plan(&fresh, &t, Some(&user), &clock), SlotPlan::Sign(96 * GWEI, Why::Outbid));
+        // An up timestamp 10 s old at a 100 s outage (bound 10 s) is due; the down one never is.
+        let stale = Slot { up_ts: Some(down + 89), ..fresh };
+        assert_eq!(r.plan(&stale, &quiet, None, &clock), SlotPlan::Sign(replacement(GWEI, 10), Why::Refresh));
+        assert_eq!(r.plan(&Slot { up_ts: None, ..stale }, &quiet, None, &clock), SlotPlan::Keep);
+        // At the cap: due, but kept.
+        let at_cap = Slot { signed_fee: r.cap, pooled_fee: Some(r.cap), ..stale };
+        assert_eq!(r.plan(&at_cap, &quiet, None, &clock), SlotPlan::Capped(Why::Refresh));
     }
 
     #[test]

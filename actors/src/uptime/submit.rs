@@ -150,13 +150,30 @@ impl Sequencers {
     }
 
     /// Every endpoint's pool, read within [`pool::MAX_POOL_BYTES`]; `Err` says why not.
-    pub async fn pools(&self, ours: Address) -> Vec<Result<PoolView, String>> {
+    pub async fn pools(&self, ours: Address) -> Vec<Result<PoolView, PoolError>> {
         join_all(self.endpoints.iter().map(|e| async move {
-            let body = e.rpc.bounded_request("txpool_content", json!([]), pool::MAX_POOL_BYTES).await;
-            pool::parse_answer(&body.map_err(|e| e.to_string())?, ours)
+            let body = match e.rpc.bounded_request("txpool_content", json!([]), pool::MAX_POOL_BYTES).await {
+                Ok(body) => body,
+                Err(e @ RpcError::Unreachable { .. }) => return Err(PoolError::Unreachable(e.to_string())),
+                // Too large to read: as unusable as no pool at all.
+                Err(e) => return Err(PoolError::Unserved(e.to_string())),
+            };
+            pool::parse_answer(&body, ours).map_err(PoolError::Unserved)
         }))
         .await
     }
+}
+
+/// Why an endpoint's pool could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The node did not answer (down, timeout): says nothing about the method.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The node answered, but not with a readable pool: it does not serve `txpool_content`, or
+    /// its pool is larger than [`pool::MAX_POOL_BYTES`].
+    #[error("{0}")]
+    Unserved(String),
 }
 
 #[cfg(test)]
