@@ -44,8 +44,9 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
-    /// A demo with nothing to configure: starts L1 and L2 anvil nodes, deploys the uptime feed,
-    /// runs the supervisor on them, stages sequencer outages and prints what happens.
+    /// A demo with nothing to configure: starts L1 and L2 anvil nodes, deploys the uptime feed
+    /// and our reporter (`--pair`: no reporter), runs the supervisor on them, stages sequencer
+    /// outages with a user paying more than our defaults, and prints what happens.
     Devnet(devnet::DevnetArgs),
     /// Admin tokens for the JSON-RPC admin methods.
     Jwt {
