@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use rollup_supervisor_actors::rpc::BlockTag;
+use rollup_supervisor_signer::redact::{parse_http_url, redact_url_str};
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
@@ -80,11 +81,22 @@ pub struct RpcConfig {
     /// A file holding the hex-encoded 32-byte HS256 secret of admin tokens; admin methods are
     /// off without it.
     pub jwt_secret_file: Option<PathBuf>,
+    /// Connections served at once; one accepted beyond it is closed at once.
+    pub max_connections: std::num::NonZeroU32,
+    /// How long a connection may take to send a request's headers, from when it opens or from
+    /// its previous response (so idle keep-alive connections close after it too), and then the
+    /// request's body.
+    pub header_read_timeout_ms: std::num::NonZeroU64,
 }
 
 impl Default for RpcConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8555)), jwt_secret_file: None }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8555)),
+            jwt_secret_file: None,
+            max_connections: nonzero_u32(100),
+            header_read_timeout_ms: nonzero_u64(10_000),
+        }
     }
 }
 
@@ -96,11 +108,37 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
     /// `/readyz` fails while the L1 index is more blocks than this behind the node.
     pub ready_max_l1_lag_blocks: u64,
+    /// Connections served at once; one accepted beyond it is closed at once.
+    pub max_connections: std::num::NonZeroU32,
+    /// How long a connection may take to send a request's headers, from when it opens or from
+    /// its previous response (so idle keep-alive connections close after it too).
+    pub header_read_timeout_ms: std::num::NonZeroU64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9555)), ready_max_l1_lag_blocks: 10 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9555)),
+            ready_max_l1_lag_blocks: 10,
+            max_connections: nonzero_u32(32),
+            header_read_timeout_ms: nonzero_u64(10_000),
+        }
+    }
+}
+
+/// `n`, or 1 for 0 (the servers' defaults are constants above 0).
+const fn nonzero_u32(n: u32) -> std::num::NonZeroU32 {
+    match std::num::NonZeroU32::new(n) {
+        Some(n) => n,
+        None => std::num::NonZeroU32::MIN,
+    }
+}
+
+/// `n`, or 1 for 0.
+const fn nonzero_u64(n: u64) -> std::num::NonZeroU64 {
+    match std::num::NonZeroU64::new(n) {
+        Some(n) => n,
+        None => std::num::NonZeroU64::MIN,
     }
 }
 
@@ -125,6 +163,9 @@ pub struct ChainConfig {
     #[serde(default)]
     pub uptime: UptimeConfig,
 }
+
+/// The longest `max_outage_secs` (a week): bounds the schedule's arithmetic at validation.
+const MAX_OUTAGE_SECS: u64 = 7 * 86_400;
 
 /// `[chains.uptime]`: report sequencer downtime to the chain's uptime feed.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -256,7 +297,12 @@ impl SignerConfig {
                 cfg.timeout = std::time::Duration::from_millis(self.timeout_ms);
                 cfg.tls_client_cert = self.tls_client_cert.clone();
                 cfg.tls_ca = self.tls_ca.clone();
-                Ok(Signer::Web3(Web3Signer::new(cfg).map_err(|e| fail("url", &e))?))
+                // A TLS file's error names its own key; the rest is about the URL.
+                let signer = Web3Signer::new(cfg).map_err(|e| match &e {
+                    rollup_supervisor_signer::SignerError::TlsFile { file, .. } => fail(file.field(), &e),
+                    _ => fail("url", &e),
+                })?;
+                Ok(Signer::Web3(signer))
             }
             other => Err(fail("type", &format!("{other:?} is not \"local\" or \"web3signer\""))),
         }
@@ -280,6 +326,7 @@ impl UptimeConfig {
     }
 
     /// The fee cap those refreshes need from `max_fee_per_gas_wei`.
+    #[cfg(test)]
     pub fn required_fee_cap(&self) -> u128 {
         rollup_supervisor_actors::uptime::pricing::required_cap(
             self.max_fee_per_gas_wei,
@@ -300,8 +347,11 @@ impl UptimeConfig {
         if self.max_block_age_secs == 0 {
             return bad("uptime.max_block_age_secs", "must be greater than 0");
         }
-        if self.check_interval_ms == 0 || self.refresh_interval_ms() == 0 {
-            return bad("uptime.check_interval_ms", "intervals must be greater than 0");
+        if self.check_interval_ms == 0 {
+            return bad("uptime.check_interval_ms", "must be greater than 0");
+        }
+        if self.refresh_interval_ms == Some(0) {
+            return bad("uptime.refresh_interval_ms", "must be greater than 0 (leave it unset for the check interval)");
         }
         if !(21_000..=10_000_000).contains(&self.gas_limit) {
             return bad("uptime.gas_limit", "must be between 21000 and 10000000");
@@ -325,20 +375,27 @@ impl UptimeConfig {
             check_url(&key(&format!("uptime.submit_urls[{i}]")), url)?;
         }
         if self.reporter_address.is_none() {
-            if self.max_outage_secs <= self.max_block_age_secs {
-                return bad("uptime.max_outage_secs", "must be greater than max_block_age_secs");
+            if self.max_outage_secs <= self.max_block_age_secs || self.max_outage_secs > MAX_OUTAGE_SECS {
+                return bad(
+                    "uptime.max_outage_secs",
+                    &format!("must be greater than max_block_age_secs and at most {MAX_OUTAGE_SECS} (a week)"),
+                );
             }
-            let need = self.required_fee_cap();
+            if self.refresh_interval_ms() < 100 {
+                return bad("uptime.refresh_interval_ms", "must be at least 100 ms");
+            }
+            let refreshes = self.planned_refreshes();
+            let need = rollup_supervisor_actors::uptime::pricing::required_cap(
+                self.max_fee_per_gas_wei,
+                refreshes,
+                self.fee_bump_percent,
+            );
             if self.fee_cap_wei < need {
                 return bad(
                     "uptime.fee_cap_wei",
                     &format!(
-                        "{} wei cannot refresh the pair through a {} s outage: its {} refreshes from max_fee_per_gas_wei = {} at a {} % bump need {need} wei (raise fee_cap_wei, lower max_outage_secs, or use reporter_address)",
-                        self.fee_cap_wei,
-                        self.max_outage_secs,
-                        self.planned_refreshes(),
-                        self.max_fee_per_gas_wei,
-                        self.fee_bump_percent
+                        "{} wei cannot refresh the pair through a {} s outage: its {refreshes} refreshes from max_fee_per_gas_wei = {} at a {} % bump need {need} wei (raise fee_cap_wei, lower max_outage_secs, or use reporter_address)",
+                        self.fee_cap_wei, self.max_outage_secs, self.max_fee_per_gas_wei, self.fee_bump_percent
                     ),
                 );
             }
@@ -404,7 +461,8 @@ impl Config {
             match v {
                 serde_json::Value::Object(map) => map.iter_mut().for_each(|(k, v)| walk(k, v)),
                 serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(key, v)),
-                serde_json::Value::String(s) if key.ends_with("url") => *s = redact_url(s),
+                // `…_url` and the items of `…_urls` (`submit_urls`).
+                serde_json::Value::String(s) if key.ends_with("url") || key.ends_with("urls") => *s = redact_url_str(s),
                 _ => {}
             }
         }
@@ -455,19 +513,12 @@ impl Config {
     }
 }
 
-/// `scheme://host[:port]`, plus `/…` if anything followed.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return "<redacted>".into() };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let more = if rest.len() > authority.len() || authority.contains('@') { "/…" } else { "" };
-    format!("{scheme}://{host}{more}")
-}
-
+/// The URL check of every client (`EthRpc`, the Web3Signer client), so that a URL the file
+/// passes never fails the start. The message shows the URL redacted: it may carry a key.
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace));
-    if ok { Ok(()) } else { Err(ConfigError(format!("invalid value for key `{key}`: {url:?} is not an http(s) URL"))) }
+    parse_http_url(url)
+        .map(|_| ())
+        .map_err(|e| ConfigError(format!("invalid value for key `{key}`: {:?} is {e}", redact_url_str(url))))
 }
 
 #[cfg(test)]
@@ -506,7 +557,7 @@ mod tests {
         let line = cfg.redacted();
         assert!(line.contains("https://mainnet.example.io/…"), "{line}");
         assert!(!line.contains("SECRETKEY") && !line.contains("pw"), "{line}");
-        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(redact_url_str("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
     }
 
     #[test]
@@ -550,5 +601,133 @@ mod tests {
         let reporter = "reporter_address = \"0x0000000000000000000000000000000000000002\"\nfee_cap_wei = 2000000000";
         assert_eq!(uptime(reporter), "");
         assert!(uptime("max_priority_fee_per_gas_wei = 1").contains("max_priority_fee_per_gas_wei"), "removed key");
+    }
+
+    const SECRET_URL: &str = "http://alice:hunter2@127.0.0.1:99999/key/SECRET123?apikey=SECRET456";
+
+    fn assert_no_secret(text: &str) {
+        for secret in ["hunter2", "SECRET123", "SECRET456"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+    }
+
+    /// A file with one chain whose uptime section holds `extra` and whose signer is `signer`.
+    fn with_uptime(extra: &str, signer: &str) -> String {
+        format!(
+            "[l1]\nrpc_url = \"http://x\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://y\"\n[chains.uptime]\nenabled = true\nfeed_address = \"0x0000000000000000000000000000000000000001\"\n{extra}\n[chains.uptime.signer]\n{signer}"
+        )
+    }
+
+    fn web3signer(url: &str) -> String {
+        format!(
+            "type = \"web3signer\"\nurl = {url:?}\nkey_id = \"0xabc\"\naddress = \"0x0000000000000000000000000000000000000002\"\n"
+        )
+    }
+
+    const LOCAL: &str = "type = \"local\"\nprivate_key_env = \"K\"";
+
+    fn invalid(text: &str) -> String {
+        Config::parse(text).and_then(|c| c.validate()).err().map(|e| e.0).unwrap_or_default()
+    }
+
+    #[test]
+    fn urls_that_do_not_parse_are_config_errors_naming_the_key_without_their_secrets() {
+        for (url, reason) in
+            [("http://[::1", "invalid IPv6 address"), ("http://127.0.0.1:99999", "invalid port number")]
+        {
+            for (text, key) in [
+                (format!("[l1]\nrpc_url = {url:?}"), "`l1.rpc_url`"),
+                (
+                    format!("[l1]\nrpc_url = \"http://x\"\n[[chains]]\nchain_id = 1\nrpc_url = {url:?}"),
+                    "`chains[0].rpc_url`",
+                ),
+                (with_uptime(&format!("submit_urls = [{url:?}]"), LOCAL), "`chains[0].uptime.submit_urls[0]`"),
+                (with_uptime("", &web3signer(url)), "`chains[0].uptime.signer.url`"),
+            ] {
+                let err = invalid(&text);
+                assert!(err.contains(key) && err.contains(reason), "{text}: {err}");
+            }
+        }
+        let err = invalid(&format!("[l1]\nrpc_url = {SECRET_URL:?}"));
+        assert!(err.contains("`l1.rpc_url`") && err.contains("http://127.0.0.1:99999/…"), "{err}");
+        assert_no_secret(&err);
+        // Whatever the configuration accepts, the clients accept: a URL never fails the start.
+        for url in ["http://x", "https://alice:hunter2@node.example/v3/SECRET123?apikey=SECRET456", "http://[::1]:8545"]
+        {
+            assert!(check_url("l1.rpc_url", url).is_ok(), "{url}");
+            let rpc = rollup_supervisor_actors::rpc::EthRpc::new(url, std::time::Duration::from_secs(1));
+            assert!(rpc.is_ok(), "{url}");
+            let signer = SignerConfig {
+                kind: Some("web3signer".into()),
+                url: Some(url.into()),
+                key_id: Some("0xabc".into()),
+                address: Some(alloy::primitives::Address::ZERO),
+                ..SignerConfig::default()
+            };
+            assert!(signer.build("s").is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn interval_and_fee_errors_name_their_own_key() {
+        let err = invalid(&with_uptime("refresh_interval_ms = 0", LOCAL));
+        assert!(err.contains("`chains[0].uptime.refresh_interval_ms`") && !err.contains("check_interval"), "{err}");
+        let err = invalid(&with_uptime("check_interval_ms = 0", LOCAL));
+        assert!(err.contains("`chains[0].uptime.check_interval_ms`"), "{err}");
+        // Unset, the refresh interval is the check interval: only that key is named.
+        let err = invalid(&with_uptime("check_interval_ms = 0\nrefresh_interval_ms = 5", LOCAL));
+        assert!(err.contains("`chains[0].uptime.check_interval_ms`"), "{err}");
+        for bump in [0, 9, 101] {
+            let err = invalid(&with_uptime(&format!("fee_bump_percent = {bump}"), LOCAL));
+            assert!(err.contains("`chains[0].uptime.fee_bump_percent`"), "{bump}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_tls_file_names_its_own_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let missing = dir.path().join("missing.pem");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not PEM\n").unwrap_or_else(|e| panic!("{e}"));
+        let https = || SignerConfig {
+            kind: Some("web3signer".into()),
+            url: Some("https://alice:hunter2@signer.example:9000/key/SECRET123".into()),
+            key_id: Some("0xabc".into()),
+            address: Some(alloy::primitives::Address::ZERO),
+            ..SignerConfig::default()
+        };
+        for (cfg, key, path) in [
+            (SignerConfig { tls_ca: Some(missing.clone()), ..https() }, "tls_ca", &missing),
+            (SignerConfig { tls_ca: Some(garbage.clone()), ..https() }, "tls_ca", &garbage),
+            (SignerConfig { tls_client_cert: Some(missing.clone()), ..https() }, "tls_client_cert", &missing),
+            (SignerConfig { tls_client_cert: Some(garbage.clone()), ..https() }, "tls_client_cert", &garbage),
+        ] {
+            let err = cfg.build("chains[0].uptime.signer").err().map(|e| e.0).unwrap_or_default();
+            let named = format!("`chains[0].uptime.signer.{key}`");
+            assert!(err.contains(&named) && err.contains(&path.display().to_string()), "{key}: {err}");
+            assert!(!err.contains("signer.url"), "{key}: {err}");
+            assert_no_secret(&err);
+        }
+    }
+
+    #[test]
+    fn the_logged_config_cuts_every_url_to_scheme_host_and_port() {
+        let text = with_uptime(
+            "submit_urls = [\"http://alice:hunter2@10.0.0.2:8545/key/SECRET123?apikey=SECRET456\"]",
+            &web3signer("https://alice:hunter2@signer.example:9000/key/SECRET123?apikey=SECRET456"),
+        )
+        .replace("rpc_url = \"http://x\"", "rpc_url = \"https://alice:hunter2@l1.example/v3/SECRET123\"")
+        .replace("rpc_url = \"http://y\"", "rpc_url = \"http://10.0.0.1:8545?apikey=SECRET456\"");
+        let cfg = Config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let line = cfg.redacted();
+        assert_no_secret(&line);
+        for shown in [
+            "https://l1.example/…",
+            "http://10.0.0.1:8545/…",
+            "http://10.0.0.2:8545/…",
+            "https://signer.example:9000/…",
+        ] {
+            assert!(line.contains(shown), "{shown}: {line}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! (logged first, so the OS supervisor restarts us rather than leaving a half-dead process).
 
 mod config;
+mod datadir;
 mod devnet;
 mod http;
 mod jwt;
@@ -107,6 +108,15 @@ enum DbCommand {
         #[arg(long)]
         datadir: PathBuf,
     },
+    /// Repair the safe and finalized L1 heads: each must be the recorded block at its height
+    /// and finalized must not be above safe. A head that is not is removed (safe: lowered to
+    /// finalized), safe below finalized is raised to it; prints each change. The supervisor also
+    /// does this when it starts; the next heads poll asks the node again.
+    RepairHeads {
+        /// The database directory.
+        #[arg(long)]
+        datadir: PathBuf,
+    },
     /// Print the heads, the L1 rows and each chain's derivation log.
     Inspect {
         /// The database directory.
@@ -130,6 +140,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Devnet(args) => devnet::run(args),
         Command::Db { command: DbCommand::Check { datadir } } => db_check(&datadir),
+        Command::Db { command: DbCommand::RepairHeads { datadir } } => db_repair_heads(&datadir),
         Command::Db { command: DbCommand::Inspect { datadir, json: _ } } => db_inspect(&datadir),
         Command::Jwt { command: JwtCommand::Token { secret_file } } => jwt_token(&secret_file),
     }
@@ -170,6 +181,11 @@ fn run(args: RunArgs) -> ExitCode {
     }
     install_panic_hook();
     tracing::info!(target: "main", version = env!("CARGO_PKG_VERSION"), config = %config.redacted(), "effective configuration");
+    if let Err(e) = datadir::check(&config.datadir) {
+        tracing::error!(target: "main", error = %e, "exiting");
+        eprintln!("rollup-supervisor: {e}");
+        return ExitCode::FAILURE;
+    }
     match node::run(config, signers, admin) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -218,9 +234,16 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The filter directive that keeps alloy's per-request spans, which name the full URL, out of
+/// the log.
+const NO_URL_SPANS: &str = "alloy_transport_http=info";
+
 /// Logs to stderr in the chosen format; fails on a filter that does not parse.
 pub fn init_logging(args: &LogArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter).map_err(|e| e.to_string())?;
+    // alloy's HTTP transport opens a debug span carrying the full request URL (an API key in
+    // its path or query) around every request: never below info, whatever the filter says.
+    let filter = filter.add_directive(NO_URL_SPANS.parse().map_err(|e| format!("{NO_URL_SPANS}: {e}"))?);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -258,7 +281,12 @@ fn open_db(datadir: &std::path::Path) -> Result<ChainsDb, ExitCode> {
         eprintln!("rollup-supervisor: no database at {}", datadir.display());
         return Err(ExitCode::FAILURE);
     }
-    ChainsDb::open(datadir).map_err(|e| {
+    if let Err(e) = datadir::check(datadir) {
+        eprintln!("rollup-supervisor: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    // As it is on disk: `check` reports a poisoned head, `repair-heads` repairs it.
+    ChainsDb::open_as_is(datadir).map_err(|e| {
         eprintln!("rollup-supervisor: cannot open the database at {}: {e}", datadir.display());
         ExitCode::FAILURE
     })
@@ -285,10 +313,43 @@ fn db_check(datadir: &std::path::Path) -> ExitCode {
                 let _ = writeln!(std::io::stdout(), "problem: {problem}");
             }
             eprintln!("rollup-supervisor: {} invariant violation(s) in {}", report.problems.len(), datadir.display());
+            if report.heads_need_repair {
+                eprintln!(
+                    "rollup-supervisor: the safe/finalized heads can be repaired without a resync: \
+                     rollup-supervisor db repair-heads --datadir {} (the supervisor also repairs them when it starts)",
+                    datadir.display()
+                );
+            }
             ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("rollup-supervisor: cannot read the database: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn db_repair_heads(datadir: &std::path::Path) -> ExitCode {
+    let mut db = match open_db(datadir) {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    match db.repair_heads() {
+        Ok(repairs) if repairs.is_empty() => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "ok: the safe and finalized heads agree with the L1 index; nothing to repair"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(repairs) => {
+            for repair in &repairs {
+                let _ = writeln!(std::io::stdout(), "repaired: {repair}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rollup-supervisor: cannot repair the heads in {}: {e}", datadir.display());
             ExitCode::FAILURE
         }
     }

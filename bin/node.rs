@@ -5,7 +5,6 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use actix::{Addr, Supervisor, System};
 use alloy::primitives::Address;
 use anyhow::Context as _;
-use jsonrpsee::server::ServerHandle;
 use rollup_supervisor_actors::uptime::{
     injector::{Injector, InjectorConfig, ReportMode},
     pricing::PriceRules,
@@ -27,8 +26,12 @@ use rollup_supervisor_actors::{
 use rollup_supervisor_signer::Signer;
 use rollup_supervisor_storage::{ChainMode, ChainsDb};
 
-use crate::rpc::{Admin, UptimeHandles};
-use tracing::{info, warn};
+use crate::{
+    http::{HttpServer, Limits, Listener},
+    rpc::{Admin, RpcServer, UptimeHandles},
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 
@@ -42,11 +45,24 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn run(config: Config, signers: Signers, admin: Admin) -> anyhow::Result<()> {
     let db = open_db(&config)?;
     System::new().block_on(async move {
-        let node = Node::start(config, db, signers, admin).await?;
+        let mut node = Node::start(config, db, signers, admin).await?;
         debug_fault_injection();
-        wait_for_signal().await?;
-        info!(target: "main", "signal received: stopping");
-        node.stop().await
+        let fatal = tokio::select! {
+            signal = wait_for_signal() => signal.err(),
+            fatal = node.fatal() => Some(fatal),
+        };
+        match fatal {
+            None => {
+                info!(target: "main", "signal received: stopping");
+                node.stop().await
+            }
+            Some(fatal) => {
+                if let Err(e) = node.stop().await {
+                    warn!(target: "main", error = format!("{e:#}"), "stopping after a fatal error");
+                }
+                Err(fatal)
+            }
+        }
     })
 }
 
@@ -55,14 +71,6 @@ pub fn open_db(config: &Config) -> anyhow::Result<ChainsDb> {
     std::fs::create_dir_all(&config.datadir)
         .with_context(|| format!("cannot create datadir {}", config.datadir.display()))?;
     ChainsDb::open(&config.datadir).with_context(|| format!("cannot open the database in {}", config.datadir.display()))
-}
-
-/// Binds a server's address up front, so that a busy port fails the start before any actor runs.
-pub fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<std::net::TcpListener> {
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (key `{key}`)"))?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
 }
 
 /// A running supervisor: every actor, the JSON-RPC server and the metrics server.
@@ -78,12 +86,16 @@ pub struct Node {
     pub db: Addr<ChainsDbActor>,
     l1_watcher: Addr<L1Watcher>,
     l2_watchers: Vec<Addr<L2Watcher>>,
-    rpc_server: ServerHandle,
-    http_server: crate::http::HttpServer,
+    rpc_server: RpcServer,
+    http_server: HttpServer,
+    /// A start-up check that failed after the servers came up (the L1 chain id).
+    fatal: mpsc::Receiver<anyhow::Error>,
 }
 
 impl Node {
-    /// Starts every actor and both servers inside the current actix system.
+    /// Starts every actor and both servers inside the current actix system. Nothing here waits
+    /// for a node: the servers answer as soon as this returns, whatever the nodes do (the L1
+    /// chain id is verified in the background, see [`verify_l1_chain_id`]).
     pub async fn start(config: Config, db: ChainsDb, mut signers: Signers, admin: Admin) -> anyhow::Result<Self> {
         let metrics = Metrics::default();
         metrics.process_started(env!("CARGO_PKG_VERSION"));
@@ -91,20 +103,6 @@ impl Node {
         let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout)
             .map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?
             .with_metrics(metrics.clone(), "l1");
-        if let Some(expected) = config.l1.chain_id {
-            match l1_rpc.chain_id().await {
-                Ok(got) if got != expected => {
-                    anyhow::bail!(
-                        "the L1 node at {} serves chain {got}, but l1.chain_id is {expected}",
-                        l1_rpc.endpoint()
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(target: "main", error = %e, "cannot verify the L1 chain id now; the L1 watcher will before it records anything")
-                }
-            }
-        }
 
         // Everything that can fail happens before the first watcher starts: an error return drops
         // the actor system, and actors already running in it would then fire their timers
@@ -118,12 +116,19 @@ impl Node {
             l2_rpcs.push(rpc);
         }
         // Every sequencer a chain's report goes to: its own node, then each of `submit_urls`.
+        // Their requests give up within two checks (1..=request_timeout_ms), so a dead endpoint
+        // delays a check by that at most, and reads fall back to the next endpoint.
         let mut sequencers = BTreeMap::new();
-        for (chain, rpc) in config.chains.iter().zip(&l2_rpcs).filter(|(c, _)| c.uptime.enabled) {
+        for chain in config.chains.iter().filter(|c| c.uptime.enabled) {
             let id = chain.chain_id;
-            let mut endpoints = vec![Endpoint { label: "rpc".into(), rpc: rpc.clone() }];
+            let short = Duration::from_millis(2 * chain.uptime.refresh_interval_ms())
+                .clamp(Duration::from_secs(1), timeout.max(Duration::from_secs(1)));
+            let rpc = EthRpc::new(&chain.rpc_url, short)
+                .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
+                .with_metrics(metrics.clone(), format!("l2_{id}"));
+            let mut endpoints = vec![Endpoint { label: "rpc".into(), rpc }];
             for (i, url) in chain.uptime.submit_urls.iter().enumerate().filter(|(_, u)| **u != chain.rpc_url) {
-                let rpc = EthRpc::new(url, timeout)
+                let rpc = EthRpc::new(url, short)
                     .map_err(|e| anyhow::anyhow!("chains.{id}.uptime.submit_urls[{i}]: {e}"))?
                     .with_metrics(metrics.clone(), format!("l2_{id}_submit_{i}"));
                 endpoints.push(Endpoint { label: format!("submit_{i}"), rpc });
@@ -136,8 +141,17 @@ impl Node {
             .filter(|c| c.uptime.enabled)
             .map(|c| c.uptime.feed_address.map(|feed| (c.chain_id, feed)).context("uptime.feed_address"))
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-        let rpc_listener = bind(config.rpc.listen, "rpc.listen")?;
-        let http_listener = bind(config.metrics.listen, "metrics.listen")?;
+        let rpc_listener = Listener::bind(config.rpc.listen, "rpc.listen")?;
+        let http_listener = Listener::bind(config.metrics.listen, "metrics.listen")?;
+        let rpc_limits = Limits {
+            max_connections: config.rpc.max_connections.get() as usize,
+            header_read_timeout: Duration::from_millis(config.rpc.header_read_timeout_ms.get()),
+        };
+        let http_limits = Limits {
+            max_connections: config.metrics.max_connections.get() as usize,
+            header_read_timeout: Duration::from_millis(config.metrics.header_read_timeout_ms.get()),
+        };
+        let l1_check = config.l1.chain_id.map(|expected| (l1_rpc.clone(), expected));
 
         let db = ChainsDbActor::start(db, metrics.clone());
         for chain in &config.chains {
@@ -189,7 +203,7 @@ impl Node {
         }
 
         let mut uptime = BTreeMap::new();
-        for (chain, rpc) in config.chains.iter().zip(&l2_rpcs) {
+        for chain in &config.chains {
             let (Some(feed), Some(signer), Some(sequencers)) = (
                 uptime_feeds.get(&chain.chain_id),
                 signers.remove(&chain.chain_id),
@@ -197,31 +211,52 @@ impl Node {
             ) else {
                 continue;
             };
-            let handles = start_uptime(chain, *feed, rpc.clone(), sequencers, signer, db.clone(), metrics.clone());
+            let handles = start_uptime(chain, *feed, sequencers, signer, db.clone(), metrics.clone());
             uptime.insert(chain.chain_id, handles);
         }
 
-        let (rpc_server, rpc_addr) =
-            crate::rpc::serve(rpc_listener, db.clone(), metrics.clone(), uptime.clone(), admin)?;
+        let rpc_server =
+            crate::rpc::serve(rpc_listener, rpc_limits, db.clone(), metrics.clone(), uptime.clone(), admin)?;
         let health = crate::http::Health {
             db: db.clone(),
             l1_watcher: l1_watcher.clone(),
             signers: uptime.iter().map(|(id, h)| (*id, h.signer.clone())).collect(),
             max_l1_lag_blocks: config.metrics.ready_max_l1_lag_blocks,
         };
-        let http_server = crate::http::HttpServer::serve(http_listener, metrics.clone(), health)?;
-        let metrics_addr = http_server.addr();
+        let http_server = HttpServer::metrics(http_listener, http_limits, metrics.clone(), health);
+        let (rpc_addr, metrics_addr) = (rpc_server.addr(), http_server.addr());
         info!(target: "main", rpc = %rpc_addr, metrics = %metrics_addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
-        Ok(Self { rpc_addr, metrics_addr, metrics, db, l1_watcher, l2_watchers, rpc_server, http_server })
+
+        let (fail, fatal) = mpsc::channel(1);
+        if let Some((rpc, expected)) = l1_check {
+            actix::spawn(async move {
+                if let Err(e) = verify_l1_chain_id(&rpc, expected).await {
+                    let _ = fail.send(e).await;
+                }
+            });
+        }
+        Ok(Self { rpc_addr, metrics_addr, metrics, db, l1_watcher, l2_watchers, rpc_server, http_server, fatal })
+    }
+
+    /// Resolves with the error of a start-up check that failed after [`Node::start`] returned
+    /// (the L1 node serves another chain than `l1.chain_id`); never while they pass.
+    pub async fn fatal(&mut self) -> anyhow::Error {
+        match self.fatal.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops taking work, flushes the database and stops the actor system, within
-    /// [`SHUTDOWN_TIMEOUT`].
+    /// [`SHUTDOWN_TIMEOUT`]. Both servers refuse new connections at once and answer the requests
+    /// in flight (within [`crate::http::DRAIN_TIMEOUT`]) while the watchers stop and the
+    /// database flushes.
     pub async fn stop(self) -> anyhow::Result<()> {
         let Node { db, l1_watcher, l2_watchers, rpc_server, http_server, .. } = self;
-        let stopping = async move {
-            let _ = rpc_server.stop();
-            http_server.stop();
+        let servers = async move {
+            tokio::join!(rpc_server.stop(), http_server.stop());
+        };
+        let actors = async move {
             let _ = l1_watcher.send(Shutdown).await;
             for w in &l2_watchers {
                 let _ = w.send(Shutdown).await;
@@ -229,6 +264,7 @@ impl Node {
             db.send(Flush).await??;
             anyhow::Ok(())
         };
+        let stopping = async move { tokio::join!(servers, actors).1 };
         let result = match tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping).await {
             Ok(r) => r,
             Err(_) => Err(anyhow::anyhow!("shutdown did not finish within {SHUTDOWN_TIMEOUT:?}")),
@@ -242,11 +278,9 @@ impl Node {
 }
 
 /// Starts one chain's uptime flow: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
-#[allow(clippy::too_many_arguments)]
 fn start_uptime(
     chain: &crate::config::ChainConfig,
     feed: Address,
-    rpc: EthRpc,
     sequencers: Sequencers,
     signer: Signer,
     db: Addr<ChainsDbActor>,
@@ -273,15 +307,13 @@ fn start_uptime(
             bump_percent: u.fee_bump_percent,
             cap: u.fee_cap_wei,
         },
-        planned_refreshes: u.planned_refreshes(),
         max_reverts: u.max_reverts,
     };
     let injector = {
-        let (rpc, metrics, signer) = (rpc.clone(), metrics.clone(), signer.clone().recipient());
+        let (sequencers, metrics, signer) = (sequencers.clone(), metrics.clone(), signer.clone().recipient());
         Supervisor::start(move |_| {
             TxInjector::new(Injector::new(
                 cfg.clone(),
-                rpc.clone(),
                 sequencers.clone(),
                 signer.clone(),
                 signer_address,
@@ -293,10 +325,45 @@ fn start_uptime(
     let watchdog = {
         let reports = Reports::to(&injector);
         let (max_age, every) = (u.max_block_age_secs, Duration::from_millis(u.check_interval_ms));
-        Supervisor::start(move |_| UptimeWatchdog::new(id, rpc, max_age, every, reports, metrics))
+        Supervisor::start(move |_| {
+            UptimeWatchdog::new(id, sequencers.clone(), max_age, every, reports, metrics.clone())
+        })
     };
+    if u128::from(u.gas_limit).saturating_mul(u.fee_cap_wei) > 10u128.pow(18) {
+        warn!(target: "main", chain = id, gas_limit = u.gas_limit, fee_cap_wei = u.fee_cap_wei, "gas_limit x fee_cap_wei exceeds 1 ether: geth and op-geth refuse such transactions by default (--rpc.txfeecap), so the report could not be priced up to the cap there");
+    }
     info!(target: "main", chain = id, signer = %signer_address, %feed, "uptime reporting enabled");
     UptimeHandles { watchdog, signer }
+}
+
+/// Asks the L1 node for its chain id until it answers (backing off from 1 s to 30 s): another
+/// chain than `expected` is an error that stops the process. It runs beside the servers and the
+/// L1 watcher, so a node that hangs delays nothing; the watcher checks the chain id itself
+/// before it records anything (after every restart too).
+async fn verify_l1_chain_id(rpc: &EthRpc, expected: u64) -> anyhow::Result<()> {
+    let mut delay = Duration::from_secs(1);
+    let mut failures = 0u32;
+    loop {
+        match rpc.chain_id().await {
+            Ok(got) if got != expected => {
+                anyhow::bail!("the L1 node at {} serves chain {got}, but l1.chain_id is {expected}", rpc.endpoint())
+            }
+            Ok(_) => {
+                info!(target: "main", chain = expected, "L1 chain id verified");
+                return Ok(());
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    warn!(target: "main", error = %e, retry_in = ?delay, "cannot verify the L1 chain id yet; retrying, and the L1 watcher records nothing before it has verified it");
+                } else {
+                    debug!(target: "main", error = %e, failures, retry_in = ?delay, "L1 chain id still unverified");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

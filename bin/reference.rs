@@ -29,8 +29,28 @@ const KEYS: &[(&str, &str, &str)] = &[
         "path",
         "File with a hex 32-byte HS256 secret; enables the admin methods for callers with a valid token.",
     ),
+    (
+        "rpc.max_connections",
+        "integer",
+        "Connections the JSON-RPC server serves at once (at least 1); one accepted beyond it is closed at once.",
+    ),
+    (
+        "rpc.header_read_timeout_ms",
+        "integer",
+        "A JSON-RPC connection is closed when a request's headers take longer, from connecting or from the previous answer (idle keep-alive too), or then its body.",
+    ),
     ("metrics.listen", "address", "Where `/metrics`, `/healthz` and `/readyz` are served."),
     ("metrics.ready_max_l1_lag_blocks", "integer", "`/readyz` fails while the L1 index is further behind than this."),
+    (
+        "metrics.max_connections",
+        "integer",
+        "Connections the metrics server serves at once (at least 1); one accepted beyond it is closed at once.",
+    ),
+    (
+        "metrics.header_read_timeout_ms",
+        "integer",
+        "A metrics connection is closed when a request's headers take longer, from connecting or from the previous answer (idle keep-alive too).",
+    ),
     ("chains[].chain_id", "integer", "The L2 chain's id; its node must serve it. Required."),
     ("chains[].rpc_url", "URL", "The L2 node's JSON-RPC endpoint. Required."),
     ("chains[].derivation_tag", "string", "Which L2 head counts as derived: `latest`, `safe` or `finalized`."),

@@ -1,12 +1,14 @@
 //! The JSON-RPC server (jsonrpsee): read-only views of the database, Ethereum conventions
 //! (quantities as `0x`-hex strings in results; hex strings or plain numbers accepted in params).
+//! jsonrpsee answers each request; the connections are [`HttpServer`]'s (HTTP/1.1, the limits of
+//! `[rpc]`, drained on stop), as for the metrics server.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use actix::{Addr, MailboxError};
 use jsonrpsee::{
     Extensions, RpcModule,
-    server::{Server, ServerHandle},
+    server::{HttpBody, Server, ServerConfig, ServerHandle, stop_channel},
     types::{ErrorObjectOwned, Params},
 };
 use rollup_supervisor_actors::{
@@ -21,8 +23,12 @@ use rollup_supervisor_actors::{
 use rollup_supervisor_storage::{BlockRef, DerivedPair, StorageError};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
+use tower::Service as _;
 
-use crate::jwt::{JwtError, JwtSecret};
+use crate::{
+    http::{BodyDeadline, HttpServer, Limits, Listener},
+    jwt::{JwtError, JwtSecret},
+};
 
 /// Error code for a valid request about something the database does not hold.
 const NOT_FOUND: i32 = -32001;
@@ -233,17 +239,43 @@ fn module(
     Ok(m)
 }
 
-/// Serves every method on `listener` (bound by [`crate::node::bind`]); returns the server's
-/// handle and its address. Warns when the server is reachable beyond loopback without admin
-/// tokens.
+/// The largest JSON-RPC request body: every method takes at most two quantities, so 1 MiB is a
+/// batch of thousands of calls, and at [`Limits::max_connections`] requests being read at once
+/// the server holds at most that many MiB (jsonrpsee's default is 10 MiB; larger: `413`).
+const MAX_REQUEST_BODY_BYTES: u32 = 1 << 20;
+
+/// The running JSON-RPC server.
+#[derive(Debug)]
+pub struct RpcServer {
+    http: HttpServer,
+    /// jsonrpsee's own stop signal, which its service watches.
+    handle: ServerHandle,
+}
+
+impl RpcServer {
+    /// The bound address (for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.http.addr()
+    }
+
+    /// Stops accepting connections and drains the requests in flight (see [`HttpServer::stop`]).
+    pub async fn stop(self) {
+        self.http.stop().await;
+        let _ = self.handle.stop();
+    }
+}
+
+/// Serves every method on `listener` (bound by [`Listener::bind`]) over HTTP/1.1 within
+/// `limits`. Warns when the server is reachable beyond loopback without admin tokens.
 pub fn serve(
-    listener: std::net::TcpListener,
+    listener: Listener,
+    limits: Limits,
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
     admin: Admin,
-) -> anyhow::Result<(ServerHandle, SocketAddr)> {
-    let addr = listener.local_addr()?;
+) -> anyhow::Result<RpcServer> {
+    let addr = listener.addr();
     if !addr.ip().is_loopback() && !admin.enabled() {
         tracing::warn!(target: "rpc", listen = %addr, "the JSON-RPC server listens beyond loopback without `rpc.jwt_secret_file`: anyone who can reach it can read it (admin methods stay off)");
     }
@@ -252,9 +284,28 @@ pub fn serve(
         req.extensions_mut().insert(token);
         req
     });
-    let server = Server::builder().set_http_middleware(middleware).build_from_tcp(listener)?;
-    let handle = server.start(module(db, metrics, uptime, admin)?);
-    Ok((handle, addr))
+    // Connections are ours (`HttpServer`): jsonrpsee serves each request. Its own limit counts
+    // requests in flight, at most one per HTTP/1.1 connection, so it is set to ours and never
+    // reached first.
+    let config = ServerConfig::builder()
+        .http_only()
+        .max_connections(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
+        .max_request_body_size(MAX_REQUEST_BODY_BYTES)
+        .build();
+    let (stop_handle, handle) = stop_channel();
+    let service = Server::builder()
+        .set_config(config)
+        .set_http_middleware(middleware)
+        .to_service_builder()
+        .build(module(db, metrics, uptime, admin)?, stop_handle);
+    // A body must arrive as fast as a head: within the header-read timeout.
+    let within = limits.header_read_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut service = service.clone();
+        async move { service.call(req.map(|body| HttpBody::new(BodyDeadline::new(body, within)))).await }
+    });
+    let http = HttpServer::serve("rpc", listener, limits.max_connections, limits.http1(), service);
+    Ok(RpcServer { http, handle })
 }
 
 /// The names of every method the server registers.

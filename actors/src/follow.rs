@@ -119,6 +119,8 @@ pub enum Progress {
     },
     /// A reorg was found and the store rewound to the common ancestor.
     Rewound,
+    /// The node answered `null` for the head it follows: it has none, or it is failing.
+    NoHead,
 }
 
 /// Follows one chain; see the module documentation.
@@ -131,12 +133,25 @@ pub struct Follower<S> {
     metrics: Metrics,
     tip: Option<BlockRef>,
     chain_checked: bool,
+    /// The node's answer for the followed head in the last step that got one.
+    head_answer: Option<Option<BlockRef>>,
 }
 
 impl<S: FollowStore> Follower<S> {
     /// A follower named `name` (in logs and metric labels).
     pub fn new(name: impl Into<String>, rpc: EthRpc, store: S, cfg: FollowConfig, metrics: Metrics) -> Self {
-        Self { rpc, store, cfg, name: name.into(), metrics, tip: None, chain_checked: false }
+        Self { rpc, store, cfg, name: name.into(), metrics, tip: None, chain_checked: false, head_answer: None }
+    }
+
+    /// Which head of the node it follows.
+    pub fn tag(&self) -> BlockTag {
+        self.cfg.tag
+    }
+
+    /// What the node answered for the followed head (`Some(None)`: `null`) in the last step that
+    /// asked it, once: `None` until the next step gets an answer.
+    pub fn take_head_answer(&mut self) -> Option<Option<BlockRef>> {
+        self.head_answer.take()
     }
 
     /// Forgets everything cached: the next step reloads the tip and re-checks the chain id.
@@ -171,8 +186,10 @@ impl<S: FollowStore> Follower<S> {
             }
             self.chain_checked = true;
         }
-        let Some(head) = self.rpc.block_by_tag(self.cfg.tag).await? else {
-            return Ok(Progress::Idle);
+        let head = self.rpc.block_by_tag(self.cfg.tag).await?;
+        self.head_answer = Some(head);
+        let Some(head) = head else {
+            return Ok(Progress::NoHead);
         };
         let target = head.number.saturating_sub(self.cfg.confirmations);
         let labels = [("watcher", self.name.as_str())];

@@ -102,7 +102,7 @@ families! {
     L2_HEAD_AGE: Kind::Gauge, "l2_head_age_seconds", ["chain"], "Age of the chain's newest block at the watchdog's last check (chains with uptime reporting).";
     SEQUENCER_DOWN: Kind::Gauge, "sequencer_down", ["chain"], "1 while the chain's newest block is older than the threshold.";
     OUTAGES: Kind::Counter, "outages_total", ["chain"], "Sequencer outages detected (or forced by an operator).";
-    INJECTIONS: Kind::Counter, "injections_total", ["chain", "result"], "Outcomes of outage reports: landed_first, landed_not_first, already_reported, failed (retried), gave_up (after max_reverts reverts).";
+    INJECTIONS: Kind::Counter, "injections_total", ["chain", "result"], "Outcomes of outage reports: landed_first, landed_not_first, ignored (landed, but the feed started no new rounds from it), already_reported, failed (retried), gave_up (after max_reverts reverts).";
     PAIRS_SUBMITTED: Kind::Counter, "pairs_submitted_total", ["chain"], "Outage reports (a pair, or a reporter call) first pre-positioned in the sequencers' pools: once per outage, and once per retry.";
     PAIR_REFRESHES: Kind::Counter, "pair_refreshes_total", ["chain"], "Replacements of the pooled up transaction with a fresh up timestamp, on the refresh schedule (pair mode).";
     REPORT_REPRICED: Kind::Counter, "report_repriced_total", ["chain"], "Replacements of a pooled report transaction because a pending competitor overtook it.";
@@ -124,6 +124,8 @@ families! {
     SIGNER_LATENCY: Kind::Histogram(SECONDS), "signer_request_duration_seconds", ["chain", "backend"], "Time to sign one transaction.";
     SIGNER_BREAKER: Kind::Gauge, "signer_circuit_breaker_state", ["chain"], "The signer's circuit breaker: 0 closed, 1 open (failing fast), 2 half-open (probing).";
     SIGNER_BREAKER_OPENED: Kind::Counter, "signer_circuit_breaker_opened_total", ["chain"], "Times the signer's circuit breaker opened.";
+    NODE_HEAD_FAILURES: Kind::Counter, "node_head_failures_total", ["watcher", "kind"], "Polls of the node's latest block that failed, by kind: null (the node answered null), stalled (the block had not changed for longer than the bound).";
+    L1_HEAD_REJECTED: Kind::Counter, "l1_head_rejected_total", ["head", "reason"], "Safe or finalized blocks the L1 node named that contradict the L1 index and were not stored, by reason: conflict (not the recorded block at its height), regression (finalized below the recorded finalized block), order (safe below finalized).";
 }
 
 /// One histogram series: per-bucket counts (not cumulative), sum and count.

@@ -11,10 +11,11 @@ use alloy::{
     primitives::{Address, B256, Bytes, U64, U128, U256},
     rpc::client::RpcClient,
     transports::{
-        TransportError,
+        TransportError, TransportErrorKind,
         http::{Http, reqwest},
     },
 };
+use rollup_supervisor_signer::redact;
 use rollup_supervisor_storage::BlockRef;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +49,8 @@ impl std::fmt::Display for BlockTag {
     }
 }
 
-/// What can go wrong talking to a node.
+/// What can go wrong talking to a node. No variant carries the node's URL beyond its scheme,
+/// host and port ([`redact`]): its path, query or user info may hold an API key.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     /// The request failed: connection refused, timeout, HTTP error, a JSON-RPC error, or a
@@ -112,6 +114,9 @@ pub struct RpcTx {
     pub nonce: U64,
     /// Recipient (`None` for a contract creation).
     pub to: Option<Address>,
+    /// EIP-2718 type (`0x7e`: an OP Stack deposit, which a sequencer puts first in a block).
+    #[serde(rename = "type", default)]
+    pub tx_type: Option<U64>,
     /// Calldata.
     pub input: Bytes,
 }
@@ -126,6 +131,25 @@ pub struct RpcReceipt {
     pub block_number: Option<U64>,
     /// Index in the block.
     pub transaction_index: Option<U64>,
+    /// Its logs.
+    #[serde(default)]
+    pub logs: Vec<RpcLog>,
+}
+
+/// A log of a receipt (the fields the uptime flow reads).
+#[derive(Clone, Debug, Deserialize)]
+pub struct RpcLog {
+    /// The emitting contract.
+    pub address: Address,
+    /// Its topics.
+    pub topics: Vec<B256>,
+}
+
+impl RpcTx {
+    /// Whether it is an OP Stack deposit transaction (type `0x7e`).
+    pub fn is_deposit(&self) -> bool {
+        self.tx_type == Some(U64::from(0x7e))
+    }
 }
 
 impl RpcReceipt {
@@ -140,32 +164,43 @@ impl RpcReceipt {
     }
 }
 
-/// A JSON-RPC client for one node.
-#[derive(Clone, Debug)]
+/// A JSON-RPC client for one node. `Debug` and every error show its URL as [`EthRpc::endpoint`].
+#[derive(Clone)]
 pub struct EthRpc {
     client: RpcClient,
     /// The same node for the few requests whose answer size we bound ourselves.
     http: reqwest::Client,
     url: reqwest::Url,
+    /// The URL as scheme, host and port.
     endpoint: String,
+    /// What of the URL no error may show.
+    secrets: redact::UrlSecrets,
     /// Where requests are counted and timed, under the `endpoint` label (`l1`, `l2_<chain>`).
     metrics: Option<(Metrics, String)>,
+}
+
+impl std::fmt::Debug for EthRpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EthRpc")
+            .field("endpoint", &self.endpoint)
+            .field("metrics", &self.metrics.as_ref().map(|(_, label)| label))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EthRpc {
     /// A client for `url` (http or https) whose every request gives up after `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let parsed: reqwest::Url = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("invalid URL {url:?}: only http and https are supported"));
-        }
+        let parsed =
+            redact::parse_http_url(url).map_err(|e| format!("invalid URL {}: {e}", redact::redact_url_str(url)))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let client = RpcClient::new(Http::with_client(http.clone(), parsed.clone()), false);
-        Ok(Self { client, http, url: parsed, endpoint: redact(url), metrics: None })
+        let (endpoint, secrets) = (redact::redact_url(&parsed), redact::UrlSecrets::of(&parsed));
+        Ok(Self { client, http, url: parsed, endpoint, secrets, metrics: None })
     }
 
     /// Counts and times every request in `metrics` under `endpoint="{label}"` (a role name, never
@@ -206,17 +241,47 @@ impl EthRpc {
         self.timed(method, self.client.request(method, params).into_future()).await
     }
 
-    /// The node's address, without credentials.
+    /// The node's address: scheme, host and port only (see [`redact`]).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
     fn transport(&self, source: TransportError) -> RpcError {
-        RpcError::Transport { endpoint: self.endpoint.clone(), source }
+        RpcError::Transport { endpoint: self.endpoint.clone(), source: self.without_url(source) }
     }
 
     fn unreachable(&self, method: &str, e: reqwest::Error) -> RpcError {
-        RpcError::Unreachable { endpoint: self.endpoint.clone(), reason: format!("{method}: {}", e.without_url()) }
+        let reason = format!("{method}: {}", self.scrub(&redact::reqwest_error(e)));
+        RpcError::Unreachable { endpoint: self.endpoint.clone(), reason }
+    }
+
+    /// `e` with the node's URL redacted wherever it is text: reqwest's errors (which alloy's
+    /// transport passes on as custom errors) name the full request URL, so they become their
+    /// message without it, causes included ("error sending request: client error (Connect):
+    /// tcp connect error: Connection refused"). HTTP error pages and answers that do not parse
+    /// are scrubbed too (a proxy's "Cannot POST /v3/KEY"); JSON-RPC error objects are kept as
+    /// the node sent them (callers match on their text).
+    fn without_url(&self, e: TransportError) -> TransportError {
+        use alloy::rpc::json_rpc::RpcError as Json;
+        match e {
+            Json::Transport(TransportErrorKind::Custom(inner)) => {
+                let text = match inner.downcast::<reqwest::Error>() {
+                    Ok(e) => redact::reqwest_error(*e),
+                    Err(other) => redact::error_chain(&*other),
+                };
+                TransportErrorKind::custom_str(&self.scrub(&text))
+            }
+            Json::Transport(TransportErrorKind::HttpError(http)) => {
+                TransportErrorKind::http_error(http.status, self.scrub(&http.body))
+            }
+            Json::DeserError { err, text } => Json::DeserError { err, text: self.scrub(&text) },
+            other => other,
+        }
+    }
+
+    /// `text` with this node's URL (and the secret parts of it), and any other URL, redacted.
+    fn scrub(&self, text: &str) -> String {
+        self.secrets.scrub(text)
     }
 
     fn bad(&self, reason: impl Into<String>) -> RpcError {
@@ -316,6 +381,13 @@ impl EthRpc {
         Ok(n.to())
     }
 
+    /// `eth_getTransactionCount` at block `number`: how many transactions of `who` were mined up
+    /// to and including it.
+    pub async fn nonce_at(&self, who: Address, number: u64) -> Result<u64, RpcError> {
+        let n: U64 = self.request("eth_getTransactionCount", (who, U64::from(number))).await?;
+        Ok(n.to())
+    }
+
     /// `eth_sendRawTransaction`; the node's refusal is a [`RpcError::Transport`] whose message
     /// says why ("nonce too low", "replacement transaction underpriced", ...).
     pub async fn send_raw_transaction(&self, raw: Bytes) -> Result<B256, RpcError> {
@@ -357,18 +429,6 @@ impl EthRpc {
     }
 }
 
-/// `url` without user info, for logs.
-fn redact(url: &str) -> String {
-    match url.parse::<reqwest::Url>() {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +439,89 @@ mod tests {
         assert!(EthRpc::new("not a url", Duration::from_secs(1)).is_err());
         let rpc = EthRpc::new("https://user:secret@example.com/key", Duration::from_secs(1));
         assert!(rpc.is_ok_and(|r| !r.endpoint().contains("secret")));
+    }
+
+    /// An API key in the user info, the path and the query, as hosted nodes take it.
+    fn secret_url(port: u16) -> String {
+        format!("http://alice:hunter2@127.0.0.1:{port}/key/SECRET123?apikey=SECRET456")
+    }
+
+    /// `e`'s Display, Debug and every source, as a log line or `{:#}` would show them.
+    fn everything_shown(e: &RpcError) -> String {
+        let mut out = format!("{e} {e:?}");
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            out += &format!(" | {s} {s:?}");
+            source = s.source();
+        }
+        out
+    }
+
+    fn assert_no_secret(text: &str) {
+        for secret in ["hunter2", "SECRET123", "SECRET456"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn the_endpoint_debug_and_url_errors_show_scheme_host_and_port_only() {
+        let rpc = EthRpc::new(&secret_url(8545), Duration::from_secs(1)).expect("valid");
+        assert_eq!(rpc.endpoint(), "http://127.0.0.1:8545/…");
+        assert_no_secret(&format!("{rpc:?}"));
+        for bad in ["http://alice:hunter2@127.0.0.1:99999/key/SECRET123", "ftp://alice:hunter2@h/SECRET123"] {
+            let err = EthRpc::new(bad, Duration::from_secs(1)).expect_err(bad);
+            assert_no_secret(&err);
+        }
+    }
+
+    #[test]
+    fn errors_from_a_dead_node_name_it_and_the_cause_but_no_secret() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let rpc = EthRpc::new(&secret_url(port), Duration::from_secs(2)).expect("valid");
+        let errors = runtime().block_on(async {
+            vec![
+                rpc.chain_id().await.expect_err("dead"),
+                rpc.block_by_tag(BlockTag::Latest).await.expect_err("dead"),
+                rpc.blocks(0..=2).await.expect_err("dead"),
+                rpc.bounded_request("eth_chainId", serde_json::json!([]), 1024).await.expect_err("dead"),
+            ]
+        });
+        for e in &errors {
+            let text = everything_shown(e);
+            assert_no_secret(&text);
+            assert!(text.contains(&format!("http://127.0.0.1:{port}/…")), "names the node: {text}");
+            assert!(text.to_lowercase().contains("connect"), "says why: {text}");
+        }
+    }
+
+    #[test]
+    fn a_node_answer_that_echoes_the_url_is_scrubbed() {
+        // One HTTP answer per connection: 401 with an error page quoting the request.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let url = secret_url(port);
+        let page = format!("invalid key: Cannot POST /key/SECRET123?apikey=SECRET456 (you asked {url})");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(1) {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut buf);
+                let reply = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+            }
+        });
+        let rpc = EthRpc::new(&url, Duration::from_secs(2)).expect("valid");
+        let e = runtime().block_on(rpc.chain_id()).expect_err("401");
+        let text = everything_shown(&e);
+        assert_no_secret(&text);
+        assert!(text.contains("401") && text.contains("Cannot POST"), "keeps the answer: {text}");
     }
 }

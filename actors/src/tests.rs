@@ -73,6 +73,85 @@ async fn chains_db_actor_writes_and_answers() {
     db.send(Flush).await.unwrap().unwrap();
 }
 
+#[actix::test]
+async fn heads_the_node_lies_about_are_counted_and_never_stored() {
+    let metrics = Metrics::default();
+    let db = ChainsDbActor::start(ChainsDb::temporary().expect("temporary db"), metrics.clone());
+    db.send(NewL1Blocks((0..=10).map(|n| block(n, 1)).collect())).await.unwrap().unwrap();
+    db.send(NewL1Heads { safe: Some(block(8, 1)), finalized: Some(block(6, 1)) }).await.unwrap().unwrap();
+    let rejected =
+        |head: &str, reason: &str| metrics.get(&metrics::L1_HEAD_REJECTED, &[("head", head), ("reason", reason)]);
+    assert_eq!(rejected("finalized", "conflict"), 0.0, "created at zero");
+
+    // Another block at a recorded height, and finality far above the head: neither is stored.
+    let lie = NewL1Heads { safe: Some(block(9, 7)), finalized: Some(block(u64::MAX >> 1, 7)) };
+    db.send(lie).await.unwrap().unwrap();
+    let status = db.send(GetSyncStatus).await.unwrap().unwrap();
+    assert_eq!((status.l1.safe, status.l1.finalized), (Some(block(8, 1)), Some(block(6, 1))));
+    assert_eq!(db.send(GetFloor(Track::L1)).await.unwrap().unwrap(), Some(6));
+    assert_eq!(rejected("safe", "conflict"), 1.0);
+    assert_eq!(metrics.get(&metrics::L1_HEAD, &[("head", "finalized")]), 6.0);
+
+    // A finalized block moving back is refused and counted too.
+    db.send(NewL1Heads { safe: Some(block(8, 1)), finalized: Some(block(5, 1)) }).await.unwrap().unwrap();
+    assert_eq!(rejected("finalized", "regression"), 1.0);
+    assert!(db.send(Check).await.unwrap().unwrap().is_ok());
+}
+
+/// A store whose heads poll takes a while, like a slow node: how many run at once.
+#[derive(Clone, Default)]
+struct SlowHeads {
+    polls: Rc<Cell<u32>>,
+    in_flight: Rc<Cell<u32>>,
+    most_at_once: Rc<Cell<u32>>,
+}
+
+impl FollowStore for SlowHeads {
+    async fn tip(&self) -> Result<Option<BlockRef>, FollowError> {
+        Ok(Some(block(0, 1)))
+    }
+    async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
+        Ok(Vec::new())
+    }
+    async fn floor(&self) -> Result<Option<u64>, FollowError> {
+        Ok(None)
+    }
+    async fn append(&self, _: Vec<BlockRef>) -> Result<(), FollowError> {
+        Ok(())
+    }
+    async fn rewind(&self, _: u64, _: u64) -> Result<(), FollowError> {
+        Ok(())
+    }
+    async fn poll_heads(&self, _: &EthRpc) -> Result<(), FollowError> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.most_at_once.set(self.most_at_once.get().max(self.in_flight.get()));
+        // The node takes ten heads intervals to answer.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.in_flight.set(self.in_flight.get() - 1);
+        self.polls.set(self.polls.get() + 1);
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn heads_polls_run_one_at_a_time_when_the_node_is_slower_than_the_interval() {
+    let store = SlowHeads::default();
+    let rpc = EthRpc::new("http://127.0.0.1:9", Duration::from_millis(200)).expect("url");
+    let cfg = FollowConfig {
+        tag: BlockTag::Latest,
+        confirmations: 0,
+        batch_size: 10,
+        start_block: None,
+        expected_chain_id: None,
+    };
+    let metrics = Metrics::default();
+    let timing = WatcherTiming { heads_interval: Some(Duration::from_millis(5)), ..fast_timing() };
+    let follower = Follower::new("slow", rpc, store.clone(), cfg, metrics.clone());
+    let _addr = Watcher::new(follower, store.clone(), timing, metrics).start();
+    assert!(eventually(10, async || store.polls.get() >= 4).await, "the heads were not polled");
+    assert_eq!(store.most_at_once.get(), 1, "heads polls overlapped: their writes could land in any order");
+}
+
 /// A store that counts calls and fails every `tip` with `fail`.
 #[derive(Clone)]
 struct FakeStore {
@@ -105,6 +184,7 @@ fn fast_timing() -> WatcherTiming {
         heads_interval: None,
         retry: (Duration::from_millis(5), Duration::from_millis(20)),
         restart: (Duration::from_millis(5), Duration::from_millis(40)),
+        head_stall_after: None,
     }
 }
 

@@ -1,6 +1,36 @@
 //! The crate's error type.
 
+use std::path::PathBuf;
+
 use alloy::primitives::Address;
+
+/// Which TLS file of a [`Web3SignerConfig`](crate::Web3SignerConfig).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFile {
+    /// `tls_client_cert`: the PEM client certificate chain and key, for mutual TLS.
+    ClientCert,
+    /// `tls_ca`: the PEM CA bundle trusted for the server certificate.
+    Ca,
+}
+
+impl TlsFile {
+    /// The configuration field that names the file (`tls_client_cert`, `tls_ca`).
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::ClientCert => "tls_client_cert",
+            Self::Ca => "tls_ca",
+        }
+    }
+}
+
+impl std::fmt::Display for TlsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ClientCert => "client certificate",
+            Self::Ca => "CA bundle",
+        })
+    }
+}
 
 /// Everything that can go wrong while loading a key, talking to Web3Signer or checking a signature.
 ///
@@ -14,6 +44,16 @@ pub enum SignerError {
     #[error("signer configuration: {0}")]
     Config(String),
     /// A TLS file (client identity, CA bundle) could not be read or parsed.
+    #[error("tls: {file} {}: {reason}", path.display())]
+    TlsFile {
+        /// Which file.
+        file: TlsFile,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS client could not be built from the files (they parse, but do not fit together).
     #[error("tls: {0}")]
     Tls(String),
     /// The remote signer could not be reached, or the connection broke before an answer arrived.
@@ -53,7 +93,12 @@ impl SignerError {
         match self {
             Self::Unreachable(_) | Self::Timeout => true,
             Self::Http { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            Self::Key(_) | Self::Config(_) | Self::Tls(_) | Self::BadResponse(_) | Self::WrongSigner { .. } => false,
+            Self::Key(_)
+            | Self::Config(_)
+            | Self::TlsFile { .. }
+            | Self::Tls(_)
+            | Self::BadResponse(_)
+            | Self::WrongSigner { .. } => false,
         }
     }
 }

@@ -17,7 +17,8 @@
 //! [`SignerError::is_transient`] tells the caller whether a retry can help.
 //!
 //! No secret ever reaches a `Debug` output, an error message or a log line: `LocalKey` prints only
-//! its address, and URLs are shown without credentials.
+//! its address, and URLs are shown as scheme, host and port only ([`redact`], the project's one
+//! URL redactor, which the other crates use too).
 //!
 //! # Feature flags
 //!
@@ -27,6 +28,7 @@
 
 mod error;
 mod local;
+pub mod redact;
 mod web3;
 
 #[cfg(any(test, feature = "test-utils"))]
@@ -37,7 +39,7 @@ use alloy::{
     primitives::{Address, Signature},
 };
 
-pub use error::SignerError;
+pub use error::{SignerError, TlsFile};
 pub use local::LocalKey;
 pub use web3::{Web3Signer, Web3SignerConfig};
 

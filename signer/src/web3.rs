@@ -16,7 +16,11 @@ use reqwest::{
     header::{CONTENT_TYPE, HeaderValue},
 };
 
-use crate::{SignerError, verify};
+use crate::{
+    SignerError, TlsFile,
+    redact::{UrlSecrets, error_chain as chain, redact_url, redact_url_str, reqwest_error},
+    verify,
+};
 
 /// Default request timeout of [`Web3SignerConfig::new`].
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +32,7 @@ const MAX_ERROR_BODY: usize = 512;
 #[derive(Clone)]
 pub struct Web3SignerConfig {
     /// Base URL, `http(s)://host:port`, optionally with a path prefix. Credentials in the URL are
-    /// sent as HTTP basic auth and never shown.
+    /// sent as HTTP basic auth; only scheme, host and port are ever shown.
     pub url: String,
     /// The key identifier in the URL path: per Web3Signer, the `0x`-prefixed lower-case hex of the
     /// 64-byte uncompressed public key. Used as given.
@@ -59,9 +63,8 @@ impl Web3SignerConfig {
 
 impl fmt::Debug for Web3SignerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = Url::parse(&self.url).map(|u| redact(&u)).unwrap_or_else(|_| "<unparsable url>".to_owned());
         f.debug_struct("Web3SignerConfig")
-            .field("url", &url)
+            .field("url", &redact_url_str(&self.url))
             .field("key_id", &self.key_id)
             .field("address", &format_args!("{}", self.address))
             .field("timeout", &self.timeout)
@@ -76,8 +79,10 @@ pub struct Web3Signer {
     client: reqwest::Client,
     sign_url: Url,
     upcheck_url: Url,
-    /// The base URL without credentials, for `Debug` and error messages.
+    /// The base URL as scheme, host and port, for `Debug` and error messages.
     shown_url: String,
+    /// What of the base URL an error or an answer must not show.
+    secrets: UrlSecrets,
     key_id: String,
     address: Address,
     timeout: Duration,
@@ -111,7 +116,7 @@ impl Web3Signer {
         if !https && (cfg.tls_client_cert.is_some() || cfg.tls_ca.is_some()) {
             return Err(SignerError::Config(format!(
                 "TLS files are configured but the web3signer url {} is plain http",
-                redact(&base)
+                redact_url(&base)
             )));
         }
         if cfg.key_id.trim().is_empty() {
@@ -120,6 +125,7 @@ impl Web3Signer {
         if cfg.timeout.is_zero() {
             return Err(SignerError::Config("web3signer timeout must be positive".to_owned()));
         }
+        let secrets = UrlSecrets::of(&base);
         base.set_query(None);
         base.set_fragment(None);
         let sign_url = with_segments(&base, &["api", "v1", "eth1", "sign", &cfg.key_id])?;
@@ -130,33 +136,42 @@ impl Web3Signer {
             .connect_timeout(cfg.timeout)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = &cfg.tls_client_cert {
-            let pem = read_tls_file(path, "client certificate")?;
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| SignerError::Tls(format!("client certificate {}: {}", path.display(), chain(&e))))?;
+            let pem = read_tls_file(path, TlsFile::ClientCert)?;
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|e| tls_file(TlsFile::ClientCert, path, chain(&e)))?;
             builder = builder.identity(identity);
         }
         if let Some(path) = &cfg.tls_ca {
-            let pem = read_tls_file(path, "CA bundle")?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| SignerError::Tls(format!("CA bundle {}: {}", path.display(), chain(&e))))?;
+            let pem = read_tls_file(path, TlsFile::Ca)?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| tls_file(TlsFile::Ca, path, chain(&e)))?;
             if certs.is_empty() {
-                return Err(SignerError::Tls(format!("CA bundle {}: no certificate found", path.display())));
+                return Err(tls_file(TlsFile::Ca, path, "no certificate found".to_owned()));
             }
             builder = builder.tls_certs_only(certs);
         }
         let client = builder.build().map_err(|e| {
-            let files = [("client certificate", &cfg.tls_client_cert), ("CA bundle", &cfg.tls_ca)]
-                .iter()
-                .filter_map(|(what, p)| p.as_ref().map(|p| format!(" {what} {}", p.display())))
-                .collect::<String>();
-            SignerError::Tls(format!("cannot build the HTTP client (TLS files:{files}): {}", chain(&e)))
+            let reason = format!("cannot build the HTTP client: {}", chain(&e));
+            match (&cfg.tls_client_cert, &cfg.tls_ca) {
+                // One file: it is the one at fault.
+                (Some(path), None) => tls_file(TlsFile::ClientCert, path, reason),
+                (None, Some(path)) => tls_file(TlsFile::Ca, path, reason),
+                _ => {
+                    let files = [(TlsFile::ClientCert, &cfg.tls_client_cert), (TlsFile::Ca, &cfg.tls_ca)]
+                        .iter()
+                        .filter_map(|(what, p)| p.as_ref().map(|p| format!(" {what} {}", p.display())))
+                        .collect::<String>();
+                    SignerError::Tls(format!("{reason} (TLS files:{files})"))
+                }
+            }
         })?;
 
         Ok(Self {
             client,
             sign_url,
             upcheck_url,
-            shown_url: redact(&base),
+            shown_url: redact_url(&base),
+            secrets,
             key_id: cfg.key_id,
             address: cfg.address,
             timeout: cfg.timeout,
@@ -180,10 +195,11 @@ impl Web3Signer {
         let body = resp.bytes().await.map_err(|e| self.transport(e))?;
         let body = String::from_utf8_lossy(&body);
         if !status.is_success() {
-            return Err(SignerError::Http { status: status.as_u16(), body: truncate(&body) });
+            return Err(self.http_error(status, &body));
         }
         if body.trim() != "OK" {
-            return Err(SignerError::BadResponse(format!("upcheck answered {:?}, expected \"OK\"", truncate(&body))));
+            let body = self.secrets.scrub(&truncate(&body));
+            return Err(SignerError::BadResponse(format!("upcheck answered {body:?}, expected \"OK\"")));
         }
         Ok(())
     }
@@ -213,7 +229,7 @@ impl Web3Signer {
         let body = resp.bytes().await.map_err(|e| self.transport(e))?;
         let body = String::from_utf8_lossy(&body);
         if !status.is_success() {
-            return Err(SignerError::Http { status: status.as_u16(), body: truncate(&body) });
+            return Err(self.http_error(status, &body));
         }
         let sig = parse_signature(content_type.as_deref(), &body)?;
         verify(tx, sig, self.address)
@@ -226,8 +242,13 @@ impl Web3Signer {
             SignerError::Timeout
         } else {
             // Without the URL: it may carry credentials. We name the redacted base instead.
-            SignerError::Unreachable(format!("{}: {}", self.shown_url, chain(&e.without_url())))
+            SignerError::Unreachable(format!("{}: {}", self.shown_url, self.secrets.scrub(&reqwest_error(e))))
         }
+    }
+
+    /// A non-success answer; its body may echo the request path, so it is scrubbed.
+    fn http_error(&self, status: reqwest::StatusCode, body: &str) -> SignerError {
+        SignerError::Http { status: status.as_u16(), body: self.secrets.scrub(&truncate(body)) }
     }
 }
 
@@ -258,23 +279,18 @@ fn parse_signature(content_type: Option<&str>, body: &str) -> Result<Signature, 
 fn with_segments(base: &Url, segments: &[&str]) -> Result<Url, SignerError> {
     let mut url = base.clone();
     url.path_segments_mut()
-        .map_err(|()| SignerError::Config(format!("web3signer url {} cannot be a base", redact(base))))?
+        .map_err(|()| SignerError::Config(format!("web3signer url {} cannot be a base", redact_url(base))))?
         .pop_if_empty()
         .extend(segments);
     Ok(url)
 }
 
-fn read_tls_file(path: &Path, what: &str) -> Result<Vec<u8>, SignerError> {
-    std::fs::read(path).map_err(|e| SignerError::Tls(format!("cannot read {what} {}: {e}", path.display())))
+fn read_tls_file(path: &Path, file: TlsFile) -> Result<Vec<u8>, SignerError> {
+    std::fs::read(path).map_err(|e| tls_file(file, path, format!("cannot read it: {e}")))
 }
 
-/// The URL without user name and password, without a trailing `/`.
-fn redact(url: &Url) -> String {
-    let mut url = url.clone();
-    // Both only fail for URLs that cannot carry credentials anyway.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.as_str().trim_end_matches('/').to_owned()
+fn tls_file(file: TlsFile, path: &Path, reason: String) -> SignerError {
+    SignerError::TlsFile { file, path: path.to_owned(), reason }
 }
 
 /// At most [`MAX_ERROR_BODY`] bytes of `text` (on a char boundary), marked when cut.
@@ -287,21 +303,6 @@ fn truncate(text: &str) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
-}
-
-/// An error with its sources, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
@@ -519,6 +520,32 @@ mod tests {
         assert!(dbg.contains("https://signer.example:9000") && dbg.contains("0xabc"), "{dbg}");
     }
 
+    /// A secret in the base URL's path or query, as some hosted signers take an API key.
+    const SECRET_URL_TAIL: &str = "/key/SECRET123?apikey=SECRET456";
+
+    fn assert_no_url_secret(text: &str) {
+        for secret in ["hunter2", "SECRET123", "SECRET456"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    #[test]
+    fn debug_and_config_errors_hide_url_paths_and_queries() {
+        let url = format!("http://user:hunter2@signer.example:9000{SECRET_URL_TAIL}");
+        let cfg = Web3SignerConfig::new(url.clone(), "0xabc", Address::ZERO);
+        let signer = Web3Signer::new(cfg.clone()).unwrap();
+        let dbg = format!("{cfg:?} {signer:?}");
+        assert_no_url_secret(&dbg);
+        assert!(dbg.contains("http://signer.example:9000/…"), "{dbg}");
+        // An error page that echoes the request path (a proxy in front of the signer).
+        let echo = signer.http_error(reqwest::StatusCode::NOT_FOUND, "Cannot POST /key/SECRET123/api/v1/eth1/sign");
+        assert_no_url_secret(&format!("{echo} {echo:?}"));
+        let plain_with_tls = Web3SignerConfig { tls_ca: Some("/ca.pem".into()), ..cfg };
+        let err = Web3Signer::new(plain_with_tls).unwrap_err().to_string();
+        assert_no_url_secret(&err);
+        assert!(err.contains("http://signer.example:9000/…"), "{err}");
+    }
+
     #[tokio::test]
     async fn unreachable_error_hides_url_credentials() {
         let stand_in = StandIn::start().await.unwrap();
@@ -528,6 +555,28 @@ mod tests {
         let err = within(signer.sign(tx())).await.unwrap_err();
         let text = format!("{err} {err:?}");
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_errors_hide_url_paths_and_queries_and_keep_the_cause() {
+        // Nothing listens on the port: connection refused, for upcheck and sign alike.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://user:hunter2@127.0.0.1:{port}{SECRET_URL_TAIL}");
+        let signer = Web3Signer::new(Web3SignerConfig::new(url, "0xabc", Address::ZERO)).unwrap();
+        for err in [within(signer.upcheck()).await.unwrap_err(), within(signer.sign(tx())).await.unwrap_err()] {
+            let text = format!("{err} {err:?}");
+            assert_no_url_secret(&text);
+            assert!(matches!(err, SignerError::Unreachable(_)), "{text}");
+            assert!(text.contains(&format!("http://127.0.0.1:{port}/…")), "names the signer: {text}");
+            assert!(text.to_lowercase().contains("connect"), "says why: {text}");
+        }
+        // The same through a stand-in that answers, under a path prefix that carries the secret.
+        let stand_in = StandIn::start().await.unwrap();
+        stand_in.set_mode(Mode::Down);
+        let url = format!("{}{SECRET_URL_TAIL}", stand_in.url());
+        let signer = Web3Signer::new(Web3SignerConfig { url, ..stand_in.config() }).unwrap();
+        let err = within(signer.sign(tx())).await.unwrap_err();
+        assert_no_url_secret(&format!("{err} {err:?}"));
     }
 
     #[test]
@@ -562,9 +611,13 @@ mod tests {
             (Web3SignerConfig { tls_ca: Some(bad_cert.clone()), ..https() }, &bad_cert),
             (Web3SignerConfig { tls_ca: Some(missing.clone()), ..https() }, &missing),
         ] {
+            let expected = if cfg.tls_ca.is_some() { TlsFile::Ca } else { TlsFile::ClientCert };
             match Web3Signer::new(cfg) {
-                Err(SignerError::Tls(msg)) => assert!(msg.contains(&path.display().to_string()), "{msg}"),
-                other => panic!("expected Tls error for {}, got {other:?}", path.display()),
+                Err(e @ SignerError::TlsFile { file, .. }) => {
+                    assert_eq!(file, expected, "{e}");
+                    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+                }
+                other => panic!("expected a TlsFile error for {}, got {other:?}", path.display()),
             }
         }
     }

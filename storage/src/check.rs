@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    BlockRef, ChainId, ChainsDb, Result,
+    BlockRef, ChainId, ChainsDb, HeadKind, Result,
     codec::{self, ChainState},
 };
 
@@ -18,6 +18,9 @@ pub struct CheckReport {
     pub chain_rows: BTreeMap<ChainId, u64>,
     /// Every broken invariant, each a precise sentence. Empty when the database is sound.
     pub problems: Vec<String>,
+    /// Whether some of the problems are safe/finalized heads that break the head invariants,
+    /// which [`ChainsDb::repair_heads`] repairs without a resync.
+    pub heads_need_repair: bool,
 }
 
 impl CheckReport {
@@ -29,7 +32,9 @@ impl CheckReport {
 
 impl ChainsDb {
     /// Scans the whole database and verifies every invariant: rows decode, the L1 index is
-    /// contiguous and parent-linked, the heads agree with it, and each chain's log is contiguous,
+    /// contiguous and parent-linked, the safe and finalized heads are each the recorded block at
+    /// their height (so never above the newest one) and finalized is not above safe, and each
+    /// chain's log is contiguous,
     /// parent-linked, derived from recorded L1 blocks in non-decreasing order, and no further than
     /// its head. Only a failure to read at all is an `Err`; broken invariants are reported.
     pub fn check(&self) -> Result<CheckReport> {
@@ -68,22 +73,40 @@ impl ChainsDb {
         let latest = prev;
         let in_index = |n: u64| first.is_some_and(|f| n >= f.number) && latest.is_some_and(|l| n <= l.number);
 
-        for key in [codec::META_SAFE, codec::META_FINALIZED] {
-            let name = String::from_utf8_lossy(key);
-            match meta.get(key)?.map(|v| codec::decode_head(key, &v)) {
-                Some(Ok(head)) if in_index(head.number) => {
-                    if let Some(stored) = self.l1_block(head.number).ok().flatten()
-                        && stored.hash != head.hash
-                    {
-                        problems.push(format!(
-                            "{name} head {} is {} but the L1 index has {}",
-                            head.number, head.hash, stored.hash
-                        ));
-                    }
+        let mut heads = [None, None];
+        for (slot, head) in heads.iter_mut().zip([HeadKind::Safe, HeadKind::Finalized]) {
+            let Some(raw) = meta.get(head.key())? else {
+                continue;
+            };
+            let block = match codec::decode_head(head.key(), &raw) {
+                Ok(b) => b,
+                Err(e) => {
+                    problems.push(format!("{head} head does not decode: {e}"));
+                    report.heads_need_repair = true;
+                    continue;
                 }
-                Some(Err(e)) => problems.push(e.to_string()),
-                _ => {}
+            };
+            *slot = Some(block);
+            let place = match self.place(&block) {
+                Ok(p) => p,
+                // A row the scan above already reported as corrupt.
+                Err(_) => continue,
+            };
+            if let Some(problem) = place.problem() {
+                problems.push(format!("{head} head {block} {problem}"));
+                report.heads_need_repair = true;
             }
+        }
+        match heads {
+            [Some(safe), Some(finalized)] if safe.number < finalized.number => {
+                problems.push(format!("safe head {} is below the finalized head {}", safe.number, finalized.number));
+                report.heads_need_repair = true;
+            }
+            [None, Some(finalized)] => {
+                problems.push(format!("finalized head {} is set but there is no safe head", finalized.number));
+                report.heads_need_repair = true;
+            }
+            _ => {}
         }
 
         let mut registered = Vec::new();

@@ -3,11 +3,12 @@
 use std::{collections::BTreeMap, path::Path};
 
 use sled::{Batch, Transactional, Tree};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded, Result, Side, StorageError,
     codec::{self, ChainState},
+    heads::Held,
 };
 
 /// The canonical L1 index and one derivation log per L2 chain.
@@ -21,6 +22,9 @@ use crate::{
 /// Every write is validated in full before anything is written, committed in one sled
 /// transaction across all trees it touches, and flushed before the call returns.
 /// `&mut self` on writes makes this value the single writer.
+///
+/// The safe and finalized L1 heads are stored only as recorded blocks; see the `heads` module
+/// ([`Self::set_heads`]).
 pub struct ChainsDb {
     db: sled::Db,
     meta: Tree,
@@ -28,6 +32,8 @@ pub struct ChainsDb {
     chains: Tree,
     l2: BTreeMap<ChainId, Tree>,
     outages: Tree,
+    /// Heads held in memory until the index reaches them, and head notes not yet taken.
+    pub(crate) held: Held,
 }
 
 impl std::fmt::Debug for ChainsDb {
@@ -38,8 +44,8 @@ impl std::fmt::Debug for ChainsDb {
 
 /// The writes of one operation, applied atomically by [`ChainsDb::commit`].
 #[derive(Default)]
-struct WriteSet {
-    meta: Batch,
+pub(crate) struct WriteSet {
+    pub(crate) meta: Batch,
     l1: Batch,
     chains: Batch,
     l2: BTreeMap<ChainId, Batch>,
@@ -59,8 +65,27 @@ struct ChainTip {
 }
 
 impl ChainsDb {
-    /// Opens (or creates) the database in `path`.
+    /// Opens (or creates) the database in `path` for the supervisor: safe and finalized heads
+    /// that break the head invariants (stored by an earlier build from a node that lied) are
+    /// repaired first, each with a warn log; see [`Self::repair_heads`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let mut db = Self::open_as_is(path)?;
+        for repair in db.repair_heads()? {
+            warn!(
+                target: "storage",
+                head = repair.head.as_str(),
+                from = ?repair.from,
+                to = ?repair.to,
+                reason = %repair.reason,
+                "repaired an L1 head that broke the head invariants (stored unchecked by an earlier build)"
+            );
+        }
+        Ok(db)
+    }
+
+    /// Opens (or creates) the database in `path` and changes nothing in it (`db check`, `db
+    /// inspect`): a poisoned head stays as it is, for [`Self::check`] to report.
+    pub fn open_as_is(path: impl AsRef<Path>) -> Result<Self> {
         let db = sled::Config::new().path(path.as_ref()).open()?;
         Self::from_sled(db)
     }
@@ -97,7 +122,7 @@ impl ChainsDb {
             l2.insert(chain, db.open_tree(codec::l2_tree_name(chain))?);
         }
         let outages = db.open_tree("outages")?;
-        Ok(Self { db, meta, l1, chains, l2, outages })
+        Ok(Self { db, meta, l1, chains, l2, outages, held: Held::default() })
     }
 
     /// Registers a chain (idempotent). A registered chain's mode may be changed.
@@ -132,13 +157,13 @@ impl ChainsDb {
     /// The first block of an empty index may have any height. Afterwards each block must be the
     /// child of the one before; a block that does not link is a [`StorageError::ParentMismatch`]
     /// (an L1 reorg, to be handled by [`Self::rewind_l1`]). An exact repeat of the tip is a
-    /// no-op. A block at the finalized height must be the finalized block; one at the safe
-    /// height with another hash drops the stale safe head. On any error nothing is written.
+    /// no-op. A block at the finalized height must be the finalized block. A head held above
+    /// the index ([`Self::set_heads`]) at the height of an appended block is stored in the same
+    /// write if it is that block, and dropped otherwise. On any error nothing is written.
     pub fn record_l1(&mut self, blocks: &[BlockRef]) -> Result<Recorded> {
         let mut tip = self.latest_l1()?;
         let mut tips = self.chain_states()?;
         let finalized = self.finalized()?;
-        let safe = self.head(codec::META_SAFE)?;
         let mut ws = WriteSet::default();
         let mut appended = 0;
         for block in blocks {
@@ -159,14 +184,6 @@ impl ChainsDb {
                     incoming: block.hash,
                 });
             }
-            if let Some(s) = safe
-                && s.number == block.number
-                && s.hash != block.hash
-            {
-                // The safe label is the node's word and is re-read on every poll; a canonical
-                // block at its height with another hash means it is stale, so drop it.
-                ws.meta.remove(codec::META_SAFE);
-            }
             ws.l1.insert(&codec::num_key(block.number), &codec::encode_l1(block)[..]);
             for (chain, state) in tips.iter_mut() {
                 if state.extends_with(block.number) {
@@ -181,7 +198,10 @@ impl ChainsDb {
         if appended == 0 {
             return Ok(Recorded::Repeat);
         }
+        // Only a repeat of the tip in front of the batch is skipped: the rest was appended.
+        let settled = self.settle_held(&blocks[blocks.len() - appended..], &mut ws)?;
         self.commit(ws)?;
+        self.apply_settled(settled);
         Ok(Recorded::Appended(appended))
     }
 
@@ -259,54 +279,10 @@ impl ChainsDb {
         self.head(codec::META_FINALIZED)
     }
 
-    /// Records the node's safe L1 head. If it lies within the index it must match it.
-    pub fn set_safe(&mut self, block: BlockRef) -> Result<()> {
-        self.check_against_index(&block)?;
-        let mut ws = WriteSet::default();
-        ws.meta.insert(codec::META_SAFE, &codec::encode_head(&block)[..]);
-        self.commit(ws)
-    }
-
-    /// Records the node's finalized L1 head. It never moves backwards, and if it lies within the
-    /// index it must match it. Setting the same head again is a no-op.
-    pub fn set_finalized(&mut self, block: BlockRef) -> Result<()> {
-        if let Some(current) = self.finalized()? {
-            if block.number < current.number {
-                return Err(StorageError::FinalityRegression { current: current.number, incoming: block.number });
-            }
-            if block.number == current.number {
-                if block.hash != current.hash {
-                    return Err(StorageError::Conflict {
-                        side: Side::L1,
-                        number: block.number,
-                        stored: current.hash,
-                        incoming: block.hash,
-                    });
-                }
-                return Ok(());
-            }
-        }
-        self.check_against_index(&block)?;
-        let mut ws = WriteSet::default();
-        ws.meta.insert(codec::META_FINALIZED, &codec::encode_head(&block)[..]);
-        self.commit(ws)
-    }
-
-    fn check_against_index(&self, block: &BlockRef) -> Result<()> {
-        match self.l1_block(block.number)? {
-            Some(stored) if stored.hash != block.hash => Err(StorageError::Conflict {
-                side: Side::L1,
-                number: block.number,
-                stored: stored.hash,
-                incoming: block.hash,
-            }),
-            _ => Ok(()),
-        }
-    }
-
     /// Removes every L1 block above `to` and, in the same write, every derivation entry whose
     /// source is above `to`. Refuses to go below the finalized block. `to` below the first
-    /// recorded block empties the index.
+    /// recorded block empties the index. A safe head above `to` is lowered to the finalized
+    /// block (removed if there is none): it was on the orphaned blocks.
     pub fn rewind_l1(&mut self, to: u64) -> Result<()> {
         if let Some(finalized) = self.finalized()?
             && to < finalized.number
@@ -326,7 +302,10 @@ impl ChainsDb {
         if let Some(safe) = self.head(codec::META_SAFE)?
             && safe.number > to
         {
-            ws.meta.remove(codec::META_SAFE);
+            match self.finalized()? {
+                Some(f) => ws.meta.insert(codec::META_SAFE, &codec::encode_head(&f)[..]),
+                None => ws.meta.remove(codec::META_SAFE),
+            }
         }
         for (chain, mut state) in self.chain_states()? {
             let tree = self.l2_tree(chain)?;
@@ -646,6 +625,11 @@ impl ChainsDb {
         &self.outages
     }
 
+    /// The raw `meta` value at `key`.
+    pub(crate) fn raw_meta(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        Ok(self.meta.get(key)?)
+    }
+
     pub(crate) fn trees(&self) -> (&sled::Db, &Tree, &Tree, &Tree, &BTreeMap<ChainId, Tree>) {
         (&self.db, &self.meta, &self.l1, &self.chains, &self.l2)
     }
@@ -714,7 +698,7 @@ impl ChainsDb {
     }
 
     /// Applies `ws` in one transaction over every tree it touches, then flushes.
-    fn commit(&self, ws: WriteSet) -> Result<()> {
+    pub(crate) fn commit(&self, ws: WriteSet) -> Result<()> {
         let mut trees: Vec<&Tree> = vec![&self.meta, &self.l1, &self.chains];
         let mut batches = vec![ws.meta, ws.l1, ws.chains];
         for (chain, batch) in ws.l2 {

@@ -127,14 +127,6 @@ pub enum StorageError {
         /// The finalized height.
         finalized: u64,
     },
-    /// The finalized head may never move backwards.
-    #[error("finality cannot move backwards from {current} to {incoming}")]
-    FinalityRegression {
-        /// The recorded finalized height.
-        current: u64,
-        /// The offered height.
-        incoming: u64,
-    },
     /// A row that cannot be decoded.
     #[error("corrupt row in tree {tree} at key {key}: {reason}")]
     Corrupt {

@@ -5,8 +5,12 @@
 //! which L1 block. Its writes enforce the derivation-log invariant (from one entry to the next
 //! exactly one side advances by exactly one parent-linked block) and are atomic across trees and
 //! flushed before they return; a write that would break an invariant is a typed
-//! [`StorageError`] and writes nothing. [`ChainsDb::check`] re-verifies every invariant by a full
-//! scan.
+//! [`StorageError`] and writes nothing. The node's safe and finalized heads are stored only as
+//! recorded blocks ([`ChainsDb::set_heads`]), so a node that lies about them cannot poison the
+//! index. [`ChainsDb::check`] re-verifies every invariant by a full scan, and
+//! [`ChainsDb::repair_heads`] repairs heads an earlier build stored unchecked.
+//!
+//! Feature `test-utils`: [`test_utils`], to build damaged databases in tests.
 //!
 //! This crate knows nothing of actors or RPC: the actors crate owns one `ChainsDb` inside its
 //! `ChainsDbActor`. The on-disk format is described in the `codec` module and carries a schema
@@ -16,12 +20,16 @@ mod check;
 mod codec;
 mod db;
 mod error;
+mod heads;
 mod outage;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 mod types;
 
 pub use check::CheckReport;
 pub use db::ChainsDb;
 pub use error::{Result, Side, StorageError};
+pub use heads::{HeadKind, HeadNote, HeadRefusal, HeadRepair};
 pub use outage::{OutageRecord, OutageResult, ReportTx};
 pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
 

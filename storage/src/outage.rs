@@ -2,7 +2,7 @@
 //! mid-outage neither loses nor duplicates the update pair. Rows are small JSON documents keyed
 //! by chain id ‖ down timestamp (both big-endian).
 
-use alloy::primitives::{B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::{BlockRef, ChainId, ChainsDb, Result, StorageError, codec};
@@ -49,6 +49,10 @@ pub struct OutageRecord {
     pub chain: ChainId,
     /// The last block before the gap; its timestamp is the down timestamp.
     pub last_block: BlockRef,
+    /// The reporter contract the report goes to; `None`: the pair to the feed. A restart with
+    /// another mode re-signs the report at the same nonces.
+    #[serde(default)]
+    pub reporter: Option<Address>,
     /// Nonce of the report's first transaction (the pair's up transaction has `nonce + 1`).
     pub nonce: Option<u64>,
     /// The report's transactions a node accepted, by slot: `[down, up]` for the pair,
@@ -86,6 +90,7 @@ impl OutageRecord {
         Self {
             chain,
             last_block,
+            reporter: None,
             nonce: None,
             txs: Vec::new(),
             signed_fees: Vec::new(),

@@ -223,8 +223,9 @@ async fn mode(reporter: bool) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-/// Parsing a 10 000-transaction pool, against the node serving it.
-async fn pool_read() -> Result<(Duration, Duration, usize)> {
+/// Parsing a 10 000-transaction pool, against the node serving it; and how many checks per
+/// second the supervisor keeps up during an outage with that pool pending.
+async fn pool_read() -> Result<(Duration, Duration, usize, f64)> {
     use rollup_supervisor_actors::uptime::pool;
     let f = Fixture::new(false).await?;
     f.l2.set_automine(false).await?;
@@ -257,13 +258,21 @@ async fn pool_read() -> Result<(Duration, Duration, usize)> {
         parse = parse.min(t.elapsed());
         ensure!(view.competition.count == 10_000, "{} pending", view.competition.count);
     }
-    Ok((serve, parse, bytes.len()))
+    // The chain is stalled with 10 000 pending: one `eth_getTransactionCount` per check.
+    f.fund().await?;
+    let sup = Supervisor::start(&f.spec()?).await?;
+    f.wait_pair_pooled().await?;
+    let series = "node_rpc_requests_total{endpoint=\"l2_901\",method=\"eth_getTransactionCount\"}";
+    let (before, t) = (sup.metric(series).await?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let checks = (sup.metric(series).await? - before) / t.elapsed().as_secs_f64();
+    Ok((serve, parse, bytes.len(), checks))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let (local, remote) = signing_latency().await?;
-    let (serve, parse, bytes) = pool_read().await.context("pool read")?;
+    let (serve, parse, bytes, checks) = pool_read().await.context("pool read")?;
     let mut rows = mode(true).await?;
     rows.extend(mode(false).await?);
 
@@ -277,6 +286,9 @@ async fn main() -> Result<()> {
         bytes as f64 / 1e6,
         serve.as_secs_f64() * 1e3,
         parse.as_secs_f64() * 1e3
+    );
+    println!(
+        "| checks per second during an outage with those 10 000 pending (configured: one per 500 ms) | {checks:.2} |"
     );
     println!(
         "| signing latency, local key, p50 / p99 ({SIGNATURES} signatures) | {:.3} ms / {:.3} ms |",

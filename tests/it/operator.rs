@@ -142,7 +142,11 @@ async fn admin_override_needs_a_valid_token_and_reports_the_outage_once() -> Res
     let (last, _) = f.stop_sequencer().await?;
     let mut spec = f.spec()?;
     // The chain is healthy as far as the watchdog knows: only the operator says otherwise.
-    spec.chains[0].extra = spec.chains[0].extra.replace("max_block_age_secs = 3", "max_block_age_secs = 3600");
+    // (A pair-mode outage must outlast the threshold: the refresh schedule is sized for a day.)
+    spec.chains[0].extra = spec.chains[0]
+        .extra
+        .replace("max_block_age_secs = 3", "max_block_age_secs = 3600")
+        .replace("max_outage_secs = 1800", "max_outage_secs = 86400");
 
     // Without a secret the admin methods are off.
     let mut sup = Supervisor::start(&spec).await?;
@@ -237,5 +241,59 @@ async fn a_busy_port_is_a_clear_error_before_anything_starts() -> Result<()> {
     let log = sup.log_text();
     assert!(log.contains(&format!("cannot listen on {addr} (key `metrics.listen`)")), "{log}");
     assert!(!log.contains("panic"), "{log}");
+    Ok(())
+}
+
+/// `rollup-supervisor run --config <text>`: exit code and stderr.
+fn run_with(dir: &std::path::Path, text: &str) -> Result<(Option<i32>, String)> {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text)?;
+    let out = std::process::Command::new(BIN).args(["run", "--config"]).arg(&path).output()?;
+    Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+#[tokio::test]
+async fn bad_urls_tls_files_and_intervals_exit_2_naming_the_key_and_a_deleted_db_file_is_named() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let datadir = format!("datadir = {:?}\n", dir.path().join("data"));
+    let uptime = |extra: &str, signer: &str| {
+        format!(
+            "{datadir}[l1]\nrpc_url = \"http://127.0.0.1:1\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://127.0.0.1:1\"\n[chains.uptime]\nenabled = true\nfeed_address = \"0x0000000000000000000000000000000000000001\"\n{extra}\n[chains.uptime.signer]\n{signer}"
+        )
+    };
+    let local = "type = \"local\"\nprivate_key_env = \"NO_SUCH_KEY_VARIABLE\"\n";
+    let missing_ca = dir.path().join("missing-ca.pem");
+    let web3 = format!(
+        "type = \"web3signer\"\nurl = \"https://127.0.0.1:1\"\nkey_id = \"0xab\"\naddress = \"0x0000000000000000000000000000000000000002\"\ntls_ca = {missing_ca:?}\n"
+    );
+    for (text, key, not) in [
+        (format!("{datadir}[l1]\nrpc_url = \"http://[::1\"\n"), "`l1.rpc_url`", None),
+        (format!("{datadir}[l1]\nrpc_url = \"http://127.0.0.1:99999\"\n"), "`l1.rpc_url`", None),
+        (uptime("", &web3), "`chains[0].uptime.signer.tls_ca`", Some("signer.url")),
+        (uptime("refresh_interval_ms = 0", local), "`chains[0].uptime.refresh_interval_ms`", Some("check_interval_ms")),
+        (uptime("fee_bump_percent = 0", local), "`chains[0].uptime.fee_bump_percent`", None),
+    ] {
+        let (code, stderr) = run_with(dir.path(), &text)?;
+        assert_eq!(code, Some(2), "{text}\n{stderr}");
+        assert!(stderr.contains(key), "must name {key}: {stderr}");
+        assert!(not.is_none_or(|n| !stderr.contains(n)), "must not name {not:?}: {stderr}");
+        assert!(!stderr.contains("panic"), "{stderr}");
+    }
+
+    // A datadir whose sled data file was deleted: refused, saying so, and left as it was.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let spec = crate::supervisor::Spec::new(format!("http://127.0.0.1:{dead}"));
+    let mut sup = Supervisor::start(&spec).await?;
+    assert_eq!(sup.stop().await?, 0);
+    let data_file = sup.datadir().join("db");
+    std::fs::remove_file(&data_file)?;
+    let out = std::process::Command::new(BIN).args(["run", "--config"]).arg(sup.config_path()).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let named = format!("missing its data file {}", data_file.display());
+    assert!(stderr.contains(&named) && !stderr.contains("corrupt"), "{stderr}");
+    let (code, text) = sup.db_check()?;
+    assert!(code == 1 && text.contains(&named) && !text.contains("corrupt"), "{code}: {text}");
+    assert!(!data_file.exists(), "nothing opened the directory and recreated the file");
     Ok(())
 }

@@ -10,8 +10,8 @@ use std::{
 };
 
 use actix::{Actor, Addr, Handler, SyncArbiter, SyncContext};
-use rollup_supervisor_storage::{ChainsDb, StorageError};
-use tracing::{info, warn};
+use rollup_supervisor_storage::{ChainsDb, HeadNote, StorageError};
+use tracing::{debug, info, warn};
 
 use self::messages::*;
 use crate::metrics::{self, Metrics};
@@ -28,6 +28,11 @@ impl ChainsDbActor {
     /// over the same database.
     pub fn start(db: ChainsDb, metrics: Metrics) -> Addr<ChainsDbActor> {
         let db = Arc::new(Mutex::new(db));
+        for head in ["safe", "finalized"] {
+            for reason in ["conflict", "regression", "order"] {
+                metrics.touch(&metrics::L1_HEAD_REJECTED, &[("head", head), ("reason", reason)]);
+            }
+        }
         let actor = ChainsDbActor { db, metrics };
         actor.export_heads();
         SyncArbiter::start(1, move || ChainsDbActor { db: actor.db.clone(), metrics: actor.metrics.clone() })
@@ -50,11 +55,46 @@ impl ChainsDbActor {
         f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let started = Instant::now();
-        let result = self.with(f);
+        let (result, notes) = {
+            let mut db = self.lock();
+            let result = f(&mut db);
+            (result, db.take_head_notes())
+        };
         self.metrics.observe_duration(&metrics::DB_WRITE_LATENCY, &[("op", op)], started.elapsed());
         self.metrics.add(&metrics::DB_ERRORS, &[("op", op)], if result.is_err() { 1.0 } else { 0.0 });
+        self.report_head_notes(notes);
         self.export_heads();
         result
+    }
+
+    /// Logs what became of the safe and finalized blocks the L1 node named, and counts the ones
+    /// that contradict the index.
+    fn report_head_notes(&self, notes: Vec<HeadNote>) {
+        for note in notes {
+            match note {
+                HeadNote::Stored { head, block } => {
+                    debug!(target: "chains_db", head = head.as_str(), number = block.number, hash = %block.hash, "L1 head recorded");
+                }
+                HeadNote::Held { head, block, latest } => {
+                    debug!(target: "chains_db", head = head.as_str(), number = block.number, hash = %block.hash, ?latest, "L1 head above the index: held until the index reaches it");
+                }
+                HeadNote::Refused { head, block, reason } if reason.contradicts_the_index() => {
+                    self.metrics
+                        .inc(&metrics::L1_HEAD_REJECTED, &[("head", head.as_str()), ("reason", reason.as_str())]);
+                    warn!(
+                        target: "chains_db",
+                        head = head.as_str(),
+                        number = block.number,
+                        hash = %block.hash,
+                        reason = %reason,
+                        "the L1 node named a safe or finalized block that contradicts the L1 index: not stored"
+                    );
+                }
+                HeadNote::Refused { head, block, reason } => {
+                    debug!(target: "chains_db", head = head.as_str(), number = block.number, hash = %block.hash, reason = %reason, "L1 head not stored");
+                }
+            }
+        }
     }
 
     /// Exports what the database holds: the L1 heads, each chain's derivation head, its size.
@@ -110,14 +150,7 @@ handle!(write "rewind_l1", L1Reorg, |db, m| {
     warn!(target: "chains_db", old_tip = m.old_tip, common_ancestor = m.common_ancestor, "rewinding L1 and every chain");
     db.rewind_l1(m.common_ancestor)
 });
-handle!(write "set_heads", NewL1Heads, |db, m| {
-    // Finality first: if it fails (a regression, a conflict), the safe head is still worth keeping.
-    let finalized = m.finalized.map(|f| db.set_finalized(f)).transpose();
-    if let Some(safe) = m.safe {
-        db.set_safe(safe)?;
-    }
-    finalized.map(|_| ())
-});
+handle!(write "set_heads", NewL1Heads, |db, m| db.set_heads(m.safe, m.finalized));
 handle!(write "record_derived", NewDerivedBlocks, |db, m| db.record_derived_from_head(m.chain, &m.blocks));
 handle!(write "rewind_chain", L2Reorg, |db, m| {
     warn!(target: "chains_db", chain = m.chain, common_ancestor = m.common_ancestor, "rewinding chain");

@@ -1,12 +1,11 @@
 //! Reading a sequencer's pending pool (`txpool_content`: geth, op-geth, reth, anvil) for what
 //! the report must outbid, within fixed bounds: the answer is read up to [`MAX_POOL_BYTES`]
-//! and parsed in one pass that keeps two numbers per pool and our own transactions, never the
-//! pool itself, so a pool of 10 000 transactions costs its bytes once and a few microseconds
+//! and parsed in one pass that keeps two numbers per pool, never the pool itself, so a pool of 10 000 transactions costs its bytes once and a few microseconds
 //! per transaction (BENCHMARKS.md).
 
-use std::{collections::BTreeMap, fmt};
+use std::fmt;
 
-use alloy::primitives::{Address, B256, U64, U128};
+use alloy::primitives::{Address, U128};
 use serde::{
     Deserialize, Deserializer,
     de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor},
@@ -47,18 +46,14 @@ impl Competition {
 /// What one pool holds that matters to the report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolView {
-    /// Everyone else's best offer.
+    /// Everyone else's best offer (our own transactions are not competitors).
     pub competition: Competition,
-    /// Our own pending transactions: nonce → hash.
-    pub ours: BTreeMap<u64, B256>,
 }
 
 /// The fields of a pooled transaction we read; the rest is skipped unparsed.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PooledTx {
-    hash: Option<B256>,
-    nonce: Option<U64>,
     max_fee_per_gas: Option<U128>,
     max_priority_fee_per_gas: Option<U128>,
     gas_price: Option<U128>,
@@ -213,9 +208,6 @@ impl<'de> Visitor<'de> for Txs<'_> {
         while let Some(_nonce) = map.next_key::<IgnoredAny>()? {
             let tx: PooledTx = map.next_value()?;
             if self.ours {
-                if let (Some(nonce), Some(hash)) = (tx.nonce, tx.hash) {
-                    self.view.ours.insert(nonce.to(), hash);
-                }
                 continue;
             }
             let price = |p: Option<U128>| p.or(tx.gas_price).map_or(0, |v| v.to::<u128>());
@@ -230,6 +222,8 @@ impl<'de> Visitor<'de> for Txs<'_> {
 
 #[cfg(test)]
 mod tests {
+    use alloy::primitives::B256;
+
     use super::*;
 
     /// A `txpool_content` answer in anvil's and geth's shape.
@@ -261,7 +255,7 @@ mod tests {
         let ours = Address::repeat_byte(0x11);
         let view = parse_answer(answer(ours, 3).as_bytes(), ours).unwrap();
         assert_eq!(view.competition, Competition { max_fee: 1_002, tip: 504, count: 3 });
-        assert_eq!(view.ours, BTreeMap::from([(7, B256::repeat_byte(0xaa))]), "ours are not competitors");
+        // Ours (max fee 0xffffffffff) are not competitors, nor queued transactions.
         assert_eq!(view.competition.best(), 1_002);
     }
 

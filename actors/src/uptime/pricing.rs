@@ -55,11 +55,13 @@ impl PriceRules {
 
     /// The price of a new signature for a slot whose highest signed price so far is `signed`
     /// (0: never signed): the target, and if something of ours may be pooled for this nonce, a
-    /// replacement of it. `None` when that would exceed the cap.
-    pub fn resign_price(&self, signed: u128, target: &Target) -> Option<u128> {
+    /// replacement of it. Above the cap: `None` when a transaction of ours is known to be pooled
+    /// (keep it), else the cap itself (after a crash at the cap nothing may be pooled, and a
+    /// report at the cap beats no report).
+    pub fn resign_price(&self, signed: u128, target: &Target, pooled: bool) -> Option<u128> {
         let min = if signed == 0 { 0 } else { replacement(signed, self.bump_percent) };
         let price = target.price.max(min);
-        (price <= self.cap).then_some(price)
+        if price <= self.cap { Some(price) } else { (!pooled).then_some(self.cap) }
     }
 }
 
@@ -126,7 +128,7 @@ impl PriceRules {
             }
             Some(_) => return SlotPlan::Keep,
         };
-        match self.resign_price(slot.signed_fee, target) {
+        match self.resign_price(slot.signed_fee, target, slot.pooled_fee.is_some()) {
             Some(price) => SlotPlan::Sign(price, why),
             None => SlotPlan::Capped(why),
         }
@@ -239,11 +241,12 @@ mod tests {
         }
         let r = rules();
         let t = r.target(0, None);
-        assert_eq!(r.resign_price(0, &t), Some(GWEI), "first signature: the target");
-        assert_eq!(r.resign_price(GWEI, &t), Some(1_100_000_001), "over our own earlier one");
-        assert_eq!(r.resign_price(r.cap, &t), None, "never above the cap");
+        assert_eq!(r.resign_price(0, &t, false), Some(GWEI), "first signature: the target");
+        assert_eq!(r.resign_price(GWEI, &t, true), Some(1_100_000_001), "over our own earlier one");
+        assert_eq!(r.resign_price(r.cap, &t, true), None, "never above the cap");
+        assert_eq!(r.resign_price(r.cap, &t, false), Some(r.cap), "nothing pooled: at the cap, never above");
         let high = r.target(0, Some(&users(50 * GWEI, 0)));
-        assert_eq!(r.resign_price(GWEI, &high), Some(60 * GWEI), "the target when it is higher");
+        assert_eq!(r.resign_price(GWEI, &high, true), Some(60 * GWEI), "the target when it is higher");
     }
 
     #[test]
@@ -270,9 +273,12 @@ mod tests {
         let stale = Slot { up_ts: Some(down + 89), ..fresh };
         assert_eq!(r.plan(&stale, &quiet, None, &clock), SlotPlan::Sign(replacement(GWEI, 10), Why::Refresh));
         assert_eq!(r.plan(&Slot { up_ts: None, ..stale }, &quiet, None, &clock), SlotPlan::Keep);
-        // At the cap: due, but kept.
+        // At the cap: due, but kept; signed at the cap before a crash and pooled nowhere known:
+        // signed at the cap again.
         let at_cap = Slot { signed_fee: r.cap, pooled_fee: Some(r.cap), ..stale };
         assert_eq!(r.plan(&at_cap, &quiet, None, &clock), SlotPlan::Capped(Why::Refresh));
+        let lost_at_cap = Slot { pooled_fee: None, ..at_cap };
+        assert_eq!(r.plan(&lost_at_cap, &quiet, None, &clock), SlotPlan::Sign(r.cap, Why::New));
     }
 
     #[test]

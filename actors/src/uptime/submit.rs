@@ -3,6 +3,11 @@
 //! `submit_urls`: every sequencer of an op-conductor set, a standby Besu), concurrently, each
 //! within its own request timeout, so one endpoint down never blocks the others.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
 use alloy::primitives::{Address, B256, Bytes};
 use futures_util::future::join_all;
 use serde_json::json;
@@ -25,6 +30,8 @@ pub enum Submitted {
     NonceTooLow,
     /// The account cannot pay for it.
     InsufficientFunds,
+    /// No answer in time: the node may or may not have taken it.
+    TimedOut,
     /// Anything else the node refused, or a transport failure.
     Failed(String),
 }
@@ -43,14 +50,15 @@ impl Submitted {
             Submitted::Underpriced => "underpriced",
             Submitted::NonceTooLow => "nonce_too_low",
             Submitted::InsufficientFunds => "insufficient_funds",
+            Submitted::TimedOut => "timed_out",
             Submitted::Failed(_) => "failed",
         }
     }
 }
 
 /// The `result` label values of `report_submissions_total`.
-pub const SUBMISSION_RESULTS: [&str; 6] =
-    ["accepted", "already_known", "underpriced", "nonce_too_low", "insufficient_funds", "failed"];
+pub const SUBMISSION_RESULTS: [&str; 7] =
+    ["accepted", "already_known", "underpriced", "nonce_too_low", "insufficient_funds", "timed_out", "failed"];
 
 /// What the answers of every endpoint to one signed transaction add up to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +67,9 @@ pub enum Settled {
     Pooled,
     /// The nonce was mined: nothing to record; the confirmation reads the chain.
     Mined,
-    /// Nobody took it, and a node holds a pricier transaction of ours for the nonce (a twin
-    /// instance, an earlier run): the next signature must outbid the price just signed.
+    /// Nobody took it for sure, and a node holds (or may hold, after a timeout) a transaction
+    /// of ours for the nonce priced at least this one (a twin instance, an earlier run): the
+    /// next signature must outbid the price just signed.
     Outbid,
     /// Nobody took it and nobody holds anything of ours for it as far as the answers tell
     /// (transport failures, funds, other refusals): the price just signed may be signed again.
@@ -74,7 +83,7 @@ pub fn settle(outcomes: &[Submitted]) -> Settled {
         Settled::Pooled
     } else if outcomes.contains(&Submitted::NonceTooLow) {
         Settled::Mined
-    } else if outcomes.contains(&Submitted::Underpriced) {
+    } else if outcomes.contains(&Submitted::Underpriced) || outcomes.contains(&Submitted::TimedOut) {
         Settled::Outbid
     } else {
         Settled::NotPooled
@@ -92,6 +101,8 @@ pub fn classify(e: &RpcError) -> Submitted {
         Submitted::Underpriced
     } else if text.contains("insufficient funds") {
         Submitted::InsufficientFunds
+    } else if text.contains("timed out") || text.contains("timeout") {
+        Submitted::TimedOut
     } else {
         Submitted::Failed(e.to_string())
     }
@@ -106,16 +117,42 @@ pub struct Endpoint {
     pub rpc: EthRpc,
 }
 
-/// Every submission endpoint of one chain, the chain's own node first.
+/// Every submission endpoint of one chain, the chain's own node first. Reads of the chain
+/// (head, nonce, base fee, contract calls) go to the endpoint that answered last, then to the
+/// others in order, so one sequencer down (the leader, before a failover) never stops the flow.
 #[derive(Clone, Debug)]
 pub struct Sequencers {
     endpoints: Vec<Endpoint>,
+    /// The endpoint reads go to first: the one that answered last (shared by clones).
+    preferred: Arc<AtomicUsize>,
 }
 
 impl Sequencers {
     /// The endpoints, the chain's own node first.
     pub fn new(endpoints: Vec<Endpoint>) -> Self {
-        Self { endpoints }
+        Self { endpoints, preferred: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Runs the read `f` against the endpoint that answered last, then against each other one
+    /// in order until one answers; the last error if none does.
+    pub async fn read<T, F, Fut>(&self, f: F) -> Result<T, RpcError>
+    where
+        F: Fn(EthRpc) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let n = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        let mut last = None;
+        for i in (0..n).map(|k| (first + k) % n) {
+            match f(self.endpoints[i].rpc.clone()).await {
+                Ok(v) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RpcError::Unreachable { endpoint: String::new(), reason: "no endpoint".into() }))
     }
 
     /// Their labels, in order.
@@ -189,6 +226,7 @@ mod tests {
         assert_eq!(classify(&e("already known")), Submitted::AlreadyKnown);
         assert_eq!(classify(&e("insufficient funds for gas * price + value")), Submitted::InsufficientFunds);
         assert!(matches!(classify(&e("execution reverted")), Submitted::Failed(_)));
+        assert_eq!(classify(&e("operation timed out")), Submitted::TimedOut);
         assert!(Submitted::AlreadyKnown.pooled() && !Submitted::Underpriced.pooled());
         for s in [Submitted::Accepted(B256::ZERO), Submitted::Underpriced, Submitted::Failed(String::new())] {
             assert!(SUBMISSION_RESULTS.contains(&s.label()));
@@ -205,6 +243,8 @@ mod tests {
         // Refused as underpriced everywhere: not ours; a pricier one of ours holds the nonce.
         assert_eq!(settle(&[Submitted::Underpriced, failed()]), Settled::Outbid);
         assert_eq!(settle(&[Submitted::NonceTooLow, Submitted::Underpriced]), Settled::Mined);
+        // A timeout may have been taken: the next signature must outbid it.
+        assert_eq!(settle(&[Submitted::TimedOut, failed()]), Settled::Outbid);
         // Nothing anywhere: the same price may be signed again (no fee growth while a node is down).
         assert_eq!(settle(&[failed(), Submitted::InsufficientFunds]), Settled::NotPooled);
         assert_eq!(settle(&[]), Settled::NotPooled);

@@ -6,10 +6,10 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult
 use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord};
 use tracing::{info, warn};
 
-use super::messages::*;
+use super::{messages::*, submit::Sequencers};
 use crate::{
     metrics::{self, Metrics},
-    rpc::{BlockTag, EthRpc},
+    rpc::BlockTag,
 };
 
 /// Seconds since the Unix epoch.
@@ -100,11 +100,12 @@ impl Reports {
     }
 }
 
-/// The actor: checks at start-up and every `check_interval`.
+/// The actor: checks at start-up and every `check_interval`, reading the head from the chain's
+/// sequencer endpoints (the one that answered last first), so a dead leader does not blind it.
 #[derive(Debug)]
 pub struct UptimeWatchdog {
     chain: ChainId,
-    rpc: EthRpc,
+    nodes: Sequencers,
     detector: StallDetector,
     check_interval: Duration,
     reports: Reports,
@@ -114,10 +115,11 @@ pub struct UptimeWatchdog {
 }
 
 impl UptimeWatchdog {
-    /// A watchdog for `chain` that reports to the injector's recipients.
+    /// A watchdog for `chain`, reading its head from `nodes`, that reports to the injector's
+    /// recipients.
     pub fn new(
         chain: ChainId,
-        rpc: EthRpc,
+        nodes: Sequencers,
         max_block_age_secs: u64,
         check_interval: Duration,
         reports: Reports,
@@ -126,7 +128,7 @@ impl UptimeWatchdog {
         metrics.set(&metrics::SEQUENCER_DOWN, &[("chain", chain.to_string().as_str())], 0.0);
         Self {
             chain,
-            rpc,
+            nodes,
             detector: StallDetector::new(max_block_age_secs),
             check_interval,
             reports,
@@ -141,8 +143,8 @@ impl UptimeWatchdog {
             return;
         }
         self.checking = true;
-        let rpc = self.rpc.clone();
-        ctx.spawn(async move { rpc.block_by_tag(BlockTag::Latest).await }.into_actor(self).map(
+        let nodes = self.nodes.clone();
+        ctx.spawn(async move { nodes.read(|r| async move { r.block_by_tag(BlockTag::Latest).await }).await }.into_actor(self).map(
             |result, act, _ctx| {
                 act.checking = false;
                 let chain = act.chain.to_string();
@@ -196,9 +198,9 @@ impl Handler<ForceUptimeUpdate> for UptimeWatchdog {
     type Result = actix::ResponseActFuture<Self, Result<OutageRecord, String>>;
 
     fn handle(&mut self, _: ForceUptimeUpdate, _: &mut Context<Self>) -> Self::Result {
-        let rpc = self.rpc.clone();
+        let nodes = self.nodes.clone();
         Box::pin(
-            async move { rpc.block_by_tag(BlockTag::Latest).await }
+            async move { nodes.read(|r| async move { r.block_by_tag(BlockTag::Latest).await }).await }
                 .into_actor(self)
                 .map(|head, act, _| {
                     let head = head.map_err(|e| format!("cannot read the L2 head: {e}"))?;

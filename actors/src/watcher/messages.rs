@@ -37,4 +37,7 @@ pub struct WatcherStatus {
     /// Blocks between the node's head (minus confirmations) and the newest recorded block,
     /// after the last successful step; `None` before the first.
     pub lag_blocks: Option<u64>,
+    /// Watchers of a `latest` block: why the node counts as failing although it answers (`null`
+    /// for longer than its bound, or a block unchanged for longer than its bound), if it does.
+    pub head_problem: Option<String>,
 }

@@ -9,24 +9,32 @@
 //! when the node fails), and stops on an error it cannot handle, so that its actix
 //! [`Supervisor`](actix::Supervisor) restarts it with state reloaded from the database, after a
 //! backoff that grows with repeated restarts. Restarts are logged and counted.
+//!
+//! A watcher that follows a node's `latest` block also checks that it is alive
+//! ([`liveness`]): `null` answers, or a block that stops changing, are counted, said once per
+//! episode and reported in [`GetStatus`] (which `/readyz` reads). The L1 watcher's heads poll
+//! ([`PollHeads`]) runs one at a time, so its writes cannot overlap or arrive out of order.
 
+pub mod liveness;
 pub mod messages;
 mod stores;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, Supervised, WrapFuture,
 };
+use rollup_supervisor_storage::BlockRef;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use self::messages::*;
 pub use self::stores::{L1Target, L2Target};
+use self::{liveness::HeadLiveness, messages::*};
 use crate::{
     backoff::Backoff,
     follow::{FollowError, FollowStore, Follower, Progress},
     metrics::{self, Metrics},
+    rpc::BlockTag,
 };
 
 /// Follows L1 into the L1 index (and its safe/finalized heads).
@@ -45,6 +53,21 @@ pub struct WatcherTiming {
     pub retry: (Duration, Duration),
     /// Backoff before the first step after a restart: from `restart.0` doubling up to `restart.1`.
     pub restart: (Duration, Duration),
+    /// Watchers of a `latest` block: how long it may stay unchanged before it counts as a
+    /// failure (the node answers but is stuck) and the watcher reports it (`None`: never). The
+    /// default, 120 s, is ten L1 slots: ten blocks behind is `/readyz`'s default lag bound too.
+    pub head_stall_after: Option<Duration>,
+}
+
+/// Watchers of a `latest` block: `null` answers for longer than this many poll intervals make
+/// the watcher report the node as failing.
+pub const NULL_HEAD_POLLS: u32 = 3;
+
+impl WatcherTiming {
+    /// How long `null` answers for the latest block may last before the node counts as failing.
+    pub fn null_head_after(&self) -> Duration {
+        self.poll_interval * NULL_HEAD_POLLS
+    }
 }
 
 impl Default for WatcherTiming {
@@ -54,6 +77,7 @@ impl Default for WatcherTiming {
             heads_interval: Some(Duration::from_secs(12)),
             retry: (Duration::from_millis(250), Duration::from_secs(30)),
             restart: (Duration::from_secs(1), Duration::from_secs(60)),
+            head_stall_after: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -71,6 +95,10 @@ pub struct Watcher<S: FollowStore + Clone + Unpin + 'static> {
     status: WatcherStatus,
     shutting_down: bool,
     waiters: Vec<oneshot::Sender<()>>,
+    /// Whether the node's `latest` block is alive (watchers of `latest` only).
+    liveness: Option<HeadLiveness>,
+    /// A heads poll is running: the next one waits for it.
+    heads_in_flight: bool,
 }
 
 impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
@@ -86,6 +114,12 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
         }
         metrics.touch_histogram(&metrics::REORG_DEPTH, &[("watcher", name)]);
         metrics.touch(&metrics::ACTOR_RESTARTS, &[("actor", name)]);
+        let liveness = (follower.tag() == BlockTag::Latest).then(|| {
+            for kind in ["null", "stalled"] {
+                metrics.touch(&metrics::NODE_HEAD_FAILURES, &[("watcher", name), ("kind", kind)]);
+            }
+            HeadLiveness::new(timing.null_head_after(), timing.head_stall_after)
+        });
         Self {
             retry: Backoff::new(timing.retry.0, timing.retry.1),
             restart: Backoff::new(timing.restart.0, timing.restart.1),
@@ -97,6 +131,41 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
             status: WatcherStatus::default(),
             shutting_down: false,
             waiters: Vec::new(),
+            liveness,
+            heads_in_flight: false,
+        }
+    }
+
+    /// Feeds the node's answer for its latest block (`Some(None)`: `null`) to the liveness check:
+    /// a failing answer is counted, and an episode is said once when it begins and when it ends.
+    fn observe_head(&mut self, answer: Option<Option<BlockRef>>) {
+        let (Some(liveness), Some(answer)) = (self.liveness.as_mut(), answer) else {
+            return;
+        };
+        let observed = liveness.observe(answer, Instant::now());
+        let name = self.name.as_str();
+        if let Some(failure) = observed.failed {
+            self.metrics.inc(&metrics::NODE_HEAD_FAILURES, &[("watcher", name), ("kind", failure.as_str())]);
+        }
+        if let Some((failure, lasted)) = observed.ended {
+            info!(target: "watcher", watcher = %name, failure = failure.as_str(), lasted = ?lasted, "the node's latest block is live again");
+        }
+        match (observed.began, answer) {
+            (Some(liveness::HeadFailure::Null), _) => warn!(
+                target: "watcher",
+                watcher = %name,
+                unready_after = ?self.timing.null_head_after(),
+                "the node answers null for its latest block: counted as a failure until it names one again"
+            ),
+            (Some(liveness::HeadFailure::Stalled), Some(head)) => warn!(
+                target: "watcher",
+                watcher = %name,
+                number = head.number,
+                hash = %head.hash,
+                bound = ?self.timing.head_stall_after,
+                "the node's latest block has not changed for longer than the bound: counted as a failure until it does"
+            ),
+            _ => {}
         }
     }
 
@@ -117,7 +186,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
                 match progress {
                     Progress::Advanced { behind } => self.status.lag_blocks = Some(behind),
                     Progress::Idle => self.status.lag_blocks = Some(0),
-                    Progress::Rewound => {}
+                    Progress::Rewound | Progress::NoHead => {}
                 }
                 match progress {
                     Progress::Advanced { behind } if behind > 0 => ctx.notify(Poll),
@@ -176,6 +245,8 @@ impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
         let name = self.name.clone();
         self.metrics.inc(&metrics::ACTOR_RESTARTS, &[("actor", name.as_str())]);
         warn!(target: "watcher", watcher = %name, restarts = self.status.restarts, "restarting; state reloads from the database");
+        // The stopped actor's futures are gone, the heads poll in flight with them.
+        self.heads_in_flight = false;
         if let Some(f) = self.follower.as_mut() {
             f.reset();
         }
@@ -197,7 +268,8 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<Poll> for Watcher<S> {
             let result = follower.step().await;
             (follower, result)
         };
-        ctx.spawn(step.into_actor(self).map(|(follower, result), act, ctx| {
+        ctx.spawn(step.into_actor(self).map(|(mut follower, result), act, ctx| {
+            act.observe_head(follower.take_head_answer());
             act.follower = Some(follower);
             act.step_done(result, ctx);
         }));
@@ -211,6 +283,12 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S>
         let (Some(follower), false) = (self.follower.as_ref(), self.shutting_down) else {
             return;
         };
+        if self.heads_in_flight {
+            // One poll at a time: two could write their answers in either order.
+            debug!(target: "watcher", watcher = %self.name, "heads poll still running; skipping this one");
+            return;
+        }
+        self.heads_in_flight = true;
         let rpc = follower.rpc().clone();
         let name = follower.name().to_owned();
         let store = self.store.clone();
@@ -222,7 +300,8 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S>
                     warn!(target: "watcher", watcher = %name, error = %e, "polling safe/finalized heads failed");
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(), act, _| act.heads_in_flight = false),
         );
     }
 }
@@ -248,6 +327,8 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<GetStatus> for Watcher<S>
     type Result = actix::MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
-        actix::MessageResult(self.status.clone())
+        let mut status = self.status.clone();
+        status.head_problem = self.liveness.as_ref().and_then(|l| l.problem(Instant::now()));
+        actix::MessageResult(status)
     }
 }

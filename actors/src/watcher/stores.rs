@@ -61,8 +61,10 @@ impl FollowStore for L1Target {
     }
 
     async fn poll_heads(&self, rpc: &EthRpc) -> Result<(), FollowError> {
-        let safe = rpc.block_by_tag(BlockTag::Safe).await?;
+        // Finalized first: the node's safe block, read after it, is at or above it unless the
+        // node contradicts itself (which the database refuses).
         let finalized = rpc.block_by_tag(BlockTag::Finalized).await?;
+        let safe = rpc.block_by_tag(BlockTag::Safe).await?;
         Ok(self.db.send(NewL1Heads { safe, finalized }).await??)
     }
 }

@@ -10,7 +10,9 @@
 //!   [`RpcClient`], so `anvil.block_number()`, `anvil.reorg(5, 5)` etc. work directly.
 //! * [`RpcClient`]: JSON-RPC over HTTP (also usable through a [`Proxy`] URL).
 //! * [`Proxy`]: `127.0.0.1:0` TCP forwarder with [`ProxyMode`]s Forward / Cut / Blackhole /
-//!   Garbage / Truncated.
+//!   Garbage / Truncated, and Rewrite: JSON-RPC aware, it forwards and replaces the results a
+//!   [`Rewrite`] rule picks (a lying `finalized` block, `null` for `latest`, a frozen head; see
+//!   [`rewrite_block_tags`]).
 //! * [`wait_for`]: poll a condition until it yields `Some`, with a hard deadline.
 //!
 //! anvil 1.7.1 `safe` / `finalized` tags: `safe = latest - slots_in_an_epoch` and
@@ -26,6 +28,6 @@ pub mod rpc;
 pub mod wait;
 
 pub use anvil::{ANVIL_REL_PATH, Anvil, AnvilOptions, anvil_bin, resolve_anvil_bin, workspace_root};
-pub use proxy::{GARBAGE_BODY, Proxy, ProxyMode, TRUNCATED_BODY};
+pub use proxy::{GARBAGE_BODY, Proxy, ProxyMode, Rewrite, TRUNCATED_BODY, rewrite_block_tags};
 pub use rpc::{Block, BlockId, Reorg, RpcClient, RpcError, check_linked, parse_hex_u64, to_hex};
 pub use wait::wait_for;
