@@ -91,6 +91,9 @@ pub struct InjectorConfig {
     pub max_reverts: u32,
 }
 
+/// One read of every endpoint's pool, and how long it took.
+pub(super) type PoolRead = (Vec<Result<PoolView, PoolError>>, Duration);
+
 /// Where the injector is in an outage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -151,7 +154,9 @@ pub struct Injector {
     /// The outage's not-first failure was counted.
     pub(super) failure_counted: bool,
     /// The pool read in flight (it may outlast a check: the check then prices with `competition`).
-    pub(super) pool_read: Option<tokio::task::JoinHandle<Vec<Result<PoolView, PoolError>>>>,
+    pub(super) pool_read: Option<tokio::task::JoinHandle<PoolRead>>,
+    /// No new pool read before this (after a read slower than a check).
+    pub(super) pool_rest_until: Option<Instant>,
     /// The best competitor of the newest completed pool read.
     pub(super) competition: Option<Competition>,
     /// Per transaction hash, which endpoints accepted it (a pool that never held it cannot lose it).
@@ -193,6 +198,7 @@ impl Injector {
             retry_sent_at: None,
             failure_counted: false,
             pool_read: None,
+            pool_rest_until: None,
             competition: None,
             held: HashMap::new(),
             warned_ignored: false,

@@ -7,6 +7,8 @@ use alloy::{
     eips::eip2718::Encodable2718,
     primitives::{TxKind, U256},
 };
+use std::time::Instant;
+
 use rollup_supervisor_storage::{OutageRecord, OutageResult, ReportTx};
 use tracing::{error, info, warn};
 
@@ -21,23 +23,30 @@ use crate::metrics;
 
 impl Injector {
     /// The best pending competitor now. The pools are read in a task of their own, given half
-    /// a check interval; a slower node (anvil takes 2.5 s to serve 10 000 pending transactions)
+    /// a check interval; a slower node (anvil takes 2.6 s to serve 10 000 pending transactions)
     /// leaves the read running into the next check and this one prices with the newest
-    /// completed read. A node that answers without a pool does not serve `txpool_content`:
-    /// said once per change and in `txpool_unreadable`; a node that does not answer is only
-    /// down (its submissions say so). `None` when no pool was ever readable: pricing then falls
-    /// back to the configured fees.
+    /// completed read. A read that took longer than a check is not repeated before three times
+    /// its duration has passed, so serving the pool never takes more than a quarter of the
+    /// node's time and the check's other requests do not queue behind it. A node that answers
+    /// without a pool does not serve `txpool_content`: said once per change and in
+    /// `txpool_unreadable`; a node that does not answer is only down (its submissions say so).
+    /// `None` when no pool was ever readable: pricing then falls back to the configured fees.
     async fn competition_now(&mut self) -> Option<Competition> {
         let mut task = match self.pool_read.take() {
             Some(task) => task,
+            None if self.pool_rest_until.is_some_and(|t| Instant::now() < t) => return self.competition,
             None => {
                 let (sequencers, ours) = (self.sequencers.clone(), self.signer_address);
-                actix::spawn(async move { sequencers.pools(ours).await })
+                let started = Instant::now();
+                actix::spawn(async move { (sequencers.pools(ours).await, started.elapsed()) })
             }
         };
         let budget = self.cfg.refresh_interval / 2;
         match tokio::time::timeout(budget, &mut task).await {
-            Ok(Ok(views)) => self.take_pools(views),
+            Ok(Ok((views, took))) => {
+                self.take_pools(views);
+                self.pool_rest_until = (took > self.cfg.refresh_interval).then(|| Instant::now() + took * 3);
+            }
             Ok(Err(_)) => {} // the task was cancelled: the next check starts another
             Err(_) => self.pool_read = Some(task),
         }
