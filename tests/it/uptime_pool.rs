@@ -438,3 +438,48 @@ async fn a_node_without_txpool_content_falls_back_to_the_configured_fees_and_say
     assert_report_first(&f, last_ts, block).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_at_rpc_url_dies_and_the_standby_builds_the_first_block_with_the_report_first() -> Result<()> {
+    // A: the leader, at `rpc_url` (the fixture's node); B: a standby with A's state in
+    // `submit_urls`. A dies mid-outage: the watchdog and the injector read B instead, the
+    // report stays pooled (and refreshed) in B, and B builds the first block after the gap.
+    let mut f = Fixture::new(false).await?;
+    f.fund().await?;
+    let state = f.l2.dump_state().await?;
+    let b = Anvil::spawn(AnvilOptions { chain_id: Some(CHAIN), ..Default::default() }).await?;
+    b.load_state(&state).await?;
+    b.set_automine(false).await?;
+    let (last, last_ts) = f.stop_sequencer().await?;
+    f.extra = format!("submit_urls = [\"{}\"]\n", b.url());
+    let mut sup = Supervisor::start(&f.spec()?).await?;
+    wait_pooled(&f.l2, f.signer, 2, "the pair in A's pool").await?;
+    let in_b = wait_pooled(&b, f.signer, 2, "the pair in B's pool").await?;
+
+    f.l2.kill().await;
+    let refreshes_at_kill = sup.metric("pair_refreshes_total{chain=\"901\"}").await?;
+    let later = wait_for("refreshes pooled in B after the leader died", WAIT, POLL, || async {
+        let refreshes = sup.metric("pair_refreshes_total{chain=\"901\"}").await?;
+        let p = pooled(&b, f.signer).await?;
+        Ok((refreshes >= refreshes_at_kill + 2.0 && p.len() == 2 && p[1].hash != in_b[1].hash).then_some(p))
+    })
+    .await?;
+    assert_eq!(later[0], in_b[0], "the down transaction stays");
+    let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
+    assert_eq!(status["stalled"], json!(true), "the watchdog still sees the chain through B: {status}");
+
+    // B takes over and builds the first block after the gap.
+    let _: Value = b.rpc("evm_mine", json!([])).await?;
+    let _dead_leader = std::mem::replace(&mut f.l2, b);
+    let block = f.l2.block_number().await?;
+    assert_eq!(block, last + 1, "B builds the first block after the gap");
+    assert_pair_first_fresh(&f, last_ts, block).await?;
+    wait_for("the outage journaled as landed first, read through B", WAIT, Duration::from_millis(100), || async {
+        let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
+        Ok((s["lastOutage"]["result"]["first"] == json!(true) && s["lastOutage"]["includedIn"] == json!(block))
+            .then_some(()))
+    })
+    .await?;
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
