@@ -23,11 +23,12 @@ use crate::{
     supervisor::{ChainSpec, Spec, Supervisor, hex_u64},
 };
 
-const WAIT: Duration = Duration::from_secs(60);
-const CHAIN: u64 = 901;
-const MAX_AGE: u64 = 3;
-const REFRESH_MS: u64 = 500;
-const MARGIN: u64 = 1;
+/// The fixture's settings, shared by the uptime test modules (its `spec()` writes them).
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const CHAIN: u64 = 901;
+pub const MAX_AGE: u64 = 3;
+pub const REFRESH_MS: u64 = 500;
+pub const MARGIN: u64 = 1;
 const ANSWER_UPDATED: &str = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f";
 /// A user paying far more than our default fees (1 gwei): 80 gwei max fee, 40 gwei tip.
 pub const USER_MAX_FEE: u128 = 80_000_000_000;
@@ -303,8 +304,16 @@ pub async fn block_updates(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String,
 }
 
 /// The core assertions of scenario 1: indices 0 and 1 carry the pair, the user tx comes after,
-/// `t_up` is fresh and not in the future, the feed says up since `t_up`.
+/// `t_up` is at most one refresh (and the margin) old and not in the future, the feed says up
+/// since `t_up`.
 async fn assert_pair_first(f: &Fixture, last_block_ts: u64, block: u64, refreshes_ms: u64) -> Result<u64> {
+    assert_pair_first_within(f, last_block_ts, block, refreshes_ms.div_ceil(1000) + MARGIN).await
+}
+
+/// Indices 0 and 1 of block `block` carry the pair (down since `last_block_ts`, then up since
+/// `t_up` with `ts - slack <= t_up <= ts`), nothing else of the signer's is in the block, and
+/// the feed says up since `t_up`. Returns `t_up`.
+pub async fn assert_pair_first_within(f: &Fixture, last_block_ts: u64, block: u64, slack: u64) -> Result<u64> {
     let (ts, txs) = block_after_gap(&f.l2, block).await?;
     ensure!(txs.len() >= 2, "block {block} holds {} transactions", txs.len());
     assert_eq!(txs[0].1, f.signer, "index 0 is from the signer");
@@ -312,7 +321,6 @@ async fn assert_pair_first(f: &Fixture, last_block_ts: u64, block: u64, refreshe
     assert_eq!(txs[1].1, f.signer, "index 1 is from the signer");
     let (answer, t_up) = txs[1].2.context("index 1 emits AnswerUpdated")?;
     assert_eq!(answer, 0, "index 1: up");
-    let slack = refreshes_ms.div_ceil(1000) + MARGIN;
     assert!(ts.saturating_sub(slack) <= t_up && t_up <= ts, "t_up {t_up} vs block timestamp {ts} (slack {slack})");
     assert!(txs[2..].iter().all(|t| t.1 != f.signer), "exactly one pair in the block");
     let (_, answer, started_at) = f.latest_round().await?;

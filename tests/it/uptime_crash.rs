@@ -2,8 +2,7 @@
 //! end with the real binary against a real anvil L2 (see `uptime.rs` for the fixture).
 //!
 //! Default fee settings throughout (`max_fee_per_gas_wei`, `fee_cap_wei`, `fee_bump_percent`,
-//! `outbid_margin_percent` are never set). `assert_pair_first` and the timing constants of
-//! `uptime.rs` are private there, so minimal copies live here.
+//! `outbid_margin_percent` are never set); the fixture's settings come from `uptime.rs`.
 
 use std::time::Duration;
 
@@ -14,15 +13,12 @@ use serde_json::{Value, json};
 use crate::{
     harness::wait_for,
     supervisor::{Supervisor, hex_u64},
-    uptime::{Fixture, assert_report_first, block_after_gap},
+    uptime::{
+        CHAIN, Fixture, MARGIN, MAX_AGE, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first,
+        block_after_gap,
+    },
 };
 
-const WAIT: Duration = Duration::from_secs(60);
-/// Copies of `uptime.rs`'s private settings (the fixture's `spec()` writes them).
-const CHAIN: u64 = 901;
-const MAX_AGE: u64 = 3;
-const REFRESH_MS: u64 = 500;
-const MARGIN: u64 = 1;
 const GWEI: u128 = 1_000_000_000;
 /// FEED_UPDATER_ROLE = keccak256("FEED_UPDATER_ROLE").
 const ROLE: &str = "2a5eaae4dcc5567b2220ea5152021b46b5fb6cffc0f3a2f4eeb192fcd2fde452";
@@ -56,25 +52,6 @@ async fn signer_pool(f: &Fixture) -> Result<(Vec<u64>, usize)> {
     Ok((of("pending")?, of("queued")?.len()))
 }
 
-/// Copy of `uptime.rs`'s private `assert_pair_first`, with the allowed age of `t_up` given in
-/// seconds: indices 0 and 1 carry the pair (down since `last_block_ts`, then up since `t_up`
-/// with `ts - slack <= t_up <= ts`), nothing else of the signer's follows in the block, and the
-/// feed says up since `t_up`. Returns `t_up`.
-async fn assert_pair_first(f: &Fixture, last_block_ts: u64, block: u64, slack: u64) -> Result<u64> {
-    let (ts, txs) = block_after_gap(&f.l2, block).await?;
-    ensure!(txs.len() >= 2, "block {block} holds {} transactions", txs.len());
-    assert_eq!(txs[0].1, f.signer, "index 0 is from the signer");
-    assert_eq!(txs[0].2, Some((1, last_block_ts)), "index 0: AnswerUpdated(1, _, last_block.timestamp)");
-    assert_eq!(txs[1].1, f.signer, "index 1 is from the signer");
-    let (answer, t_up) = txs[1].2.context("index 1 emits AnswerUpdated")?;
-    assert_eq!(answer, 0, "index 1: up");
-    assert!(ts.saturating_sub(slack) <= t_up && t_up <= ts, "t_up {t_up} vs block timestamp {ts} (slack {slack})");
-    assert!(txs[2..].iter().all(|t| t.1 != f.signer), "exactly one pair in the block");
-    let (_, answer, started_at) = f.latest_round().await?;
-    assert_eq!((answer, started_at), (0, t_up), "latestRoundData: up since t_up");
-    Ok(t_up)
-}
-
 /// The report is first in `block`: the reporter call at index 0, or the pair at 0 and 1 with a
 /// `t_up` no older than the refresh schedule's bound at that moment
 /// (`max(⌈refresh⌉ + margin, 10 % of the outage's age)`, `pricing::staleness_bound`).
@@ -84,7 +61,7 @@ async fn assert_first(f: &Fixture, last_ts: u64, block: u64) -> Result<()> {
     } else {
         let (ts, _) = block_after_gap(&f.l2, block).await?;
         let bound = (REFRESH_MS.div_ceil(1000) + MARGIN).max(ts.saturating_sub(last_ts) / 10);
-        assert_pair_first(f, last_ts, block, bound).await?;
+        assert_pair_first_within(f, last_ts, block, bound).await?;
     }
     Ok(())
 }

@@ -4,8 +4,7 @@
 //! `txpool_content`.
 //!
 //! Same settings as `uptime.rs` (the default fees; a 3 s threshold, 250 ms watchdog checks,
-//! 500 ms refreshes, a 1 s clock-skew margin). `assert_pair_first` of `uptime.rs` is private and
-//! has a fixed slack, so [`assert_pair_first_within`] is a copy of it with the slack as a parameter.
+//! 500 ms refreshes, a 1 s clock-skew margin).
 
 use std::{
     sync::{
@@ -27,15 +26,10 @@ use tokio::{
 use crate::{
     harness::{Anvil, AnvilOptions, Proxy, wait_for},
     supervisor::{Supervisor, hex_u64},
-    uptime::{Fixture, assert_report_first, block_after_gap},
+    uptime::{CHAIN, Fixture, MARGIN, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first},
 };
 
-const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
-const CHAIN: u64 = 901;
-/// As in the fixture's `[chains.uptime]`.
-const REFRESH_MS: u64 = 500;
-const MARGIN: u64 = 1;
 /// The default `max_fee_per_gas_wei`.
 const FLOOR: u128 = 1_000_000_000;
 /// The production replacement bump (the default `fee_bump_percent`).
@@ -106,25 +100,6 @@ fn decode_update_status(input: &str) -> Result<(bool, u64)> {
     ensure!(bytes.len() == 68, "updateStatus calldata is 68 bytes, not {}: {input}", bytes.len());
     let down = bytes[35] == 1 && bytes[4..35].iter().all(|b| *b == 0);
     Ok((down, u64::from_be_bytes(bytes[60..68].try_into()?)))
-}
-
-/// `assert_pair_first` of `uptime.rs` with the `t_up` slack as a parameter: indices 0 and 1 of
-/// block `block` carry the pair (down since `last_ts`, then up since `t_up` with
-/// `ts - slack <= t_up <= ts`), nothing else of the signer's is in the block, and the feed says up
-/// since `t_up`.
-async fn assert_pair_first_within(f: &Fixture, last_ts: u64, block: u64, slack: u64) -> Result<u64> {
-    let (ts, txs) = block_after_gap(&f.l2, block).await?;
-    ensure!(txs.len() >= 2, "block {block} holds {} transactions", txs.len());
-    assert_eq!(txs[0].1, f.signer, "index 0 is from the signer");
-    assert_eq!(txs[0].2, Some((1, last_ts)), "index 0: AnswerUpdated(1, _, last_block.timestamp)");
-    assert_eq!(txs[1].1, f.signer, "index 1 is from the signer");
-    let (answer, t_up) = txs[1].2.context("index 1 emits AnswerUpdated")?;
-    assert_eq!(answer, 0, "index 1: up");
-    assert!(ts.saturating_sub(slack) <= t_up && t_up <= ts, "t_up {t_up} vs block timestamp {ts} (slack {slack})");
-    assert!(txs[2..].iter().all(|t| t.1 != f.signer), "exactly one pair in the block");
-    let (_, answer, started_at) = f.latest_round().await?;
-    assert_eq!((answer, started_at), (0, t_up), "latestRoundData: up since t_up");
-    Ok(t_up)
 }
 
 /// Block `number`'s timestamp.
