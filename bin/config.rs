@@ -55,7 +55,41 @@ pub struct L1Config {
     pub batch_size: u64,
     /// Timeout of one request to the node.
     pub request_timeout_ms: u64,
+    /// The largest answer read from the node, in bytes; unset: [`response_bytes_for`] the batch.
+    pub max_response_bytes: Option<u64>,
 }
+
+/// What a block answer may take in a batch by default: a header with its transaction hashes and
+/// withdrawals (about 1 KiB empty, 15–30 KiB for a full mainnet block), with room to spare.
+pub const RESPONSE_BYTES_PER_BLOCK: u64 = 64 << 10;
+
+/// The default answer bound for batches of `batch_size` blocks: 64 KiB a block plus 1 MiB.
+pub fn response_bytes_for(batch_size: u64) -> usize {
+    let bytes = batch_size.saturating_mul(RESPONSE_BYTES_PER_BLOCK).saturating_add(1 << 20);
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
+/// `configured`, or the default for `batch_size`.
+fn response_bytes(configured: Option<u64>, batch_size: u64) -> usize {
+    configured.map_or_else(|| response_bytes_for(batch_size), |n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+impl L1Config {
+    /// The largest answer read from the L1 node, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        response_bytes(self.max_response_bytes, self.batch_size)
+    }
+}
+
+impl ChainConfig {
+    /// The largest answer the chain's watcher reads from its node, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        response_bytes(self.max_response_bytes, self.batch_size)
+    }
+}
+
+/// The smallest `max_response_bytes` accepted: below it no block answer fits.
+const MIN_RESPONSE_BYTES: u64 = 4096;
 
 impl Default for L1Config {
     fn default() -> Self {
@@ -68,6 +102,7 @@ impl Default for L1Config {
             confirmations: 0,
             batch_size: 500,
             request_timeout_ms: 10_000,
+            max_response_bytes: None,
         }
     }
 }
@@ -162,6 +197,10 @@ pub struct ChainConfig {
     /// Sequencer downtime reporting (off by default).
     #[serde(default)]
     pub uptime: UptimeConfig,
+    /// The largest answer the watcher reads from the node, in bytes; unset: [`response_bytes_for`]
+    /// the batch.
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
 }
 
 /// The longest `max_outage_secs` (a week): bounds the schedule's arithmetic at validation.
@@ -494,6 +533,10 @@ impl Config {
         if self.l1.batch_size > 10_000 {
             return err("l1.batch_size", "must be at most 10000");
         }
+        let too_small = format!("must be at least {MIN_RESPONSE_BYTES} (or unset: sized from the batch size)");
+        if self.l1.max_response_bytes.is_some_and(|n| n < MIN_RESPONSE_BYTES) {
+            return err("l1.max_response_bytes", &too_small);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, chain) in self.chains.iter().enumerate() {
             let key = |k: &str| format!("chains[{i}].{k}");
@@ -506,6 +549,9 @@ impl Config {
             }
             if chain.batch_size == 0 || chain.batch_size > 10_000 {
                 return err(&key("batch_size"), "must be between 1 and 10000");
+            }
+            if chain.max_response_bytes.is_some_and(|n| n < MIN_RESPONSE_BYTES) {
+                return err(&key("max_response_bytes"), &too_small);
             }
             chain.uptime.validate(&key)?;
         }
@@ -524,6 +570,18 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answer_bound_follows_the_batch_size_unless_set() {
+        let cfg = Config::parse(
+            "[l1]\nrpc_url = \"http://x\"\nbatch_size = 100\n[[chains]]\nchain_id = 1\nrpc_url = \"http://y\"\nmax_response_bytes = 5000",
+        )
+        .expect("parses");
+        assert_eq!(cfg.l1.max_response_bytes(), 100 * 64 * 1024 + (1 << 20));
+        assert_eq!(cfg.chains[0].max_response_bytes(), 5000);
+        let low = Config::parse("[l1]\nrpc_url = \"http://x\"\nmax_response_bytes = 10").expect("parses");
+        assert!(low.validate().is_err_and(|e| e.0.contains("`l1.max_response_bytes`")));
+    }
 
     #[test]
     fn defaults_and_a_full_file() {

@@ -3,7 +3,8 @@
 //! JSON-RPC.
 //!
 //! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or a passing `db check`; 2 on an
-//! invalid configuration or command line; 1 on any fatal runtime error: a start-up failure, a
+//! invalid configuration or command line, or a datadir recorded from another chain than the
+//! configured nodes serve; 1 on any fatal runtime error: a start-up failure, a
 //! failing `db check`, a shutdown that overran its bound, or a panic anywhere in the process
 //! (logged first, so the OS supervisor restarts us rather than leaving a half-dead process).
 
@@ -191,7 +192,11 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(target: "main", error = format!("{e:#}"), "exiting");
             eprintln!("rollup-supervisor: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<node::ForeignDatadir>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -297,6 +302,7 @@ fn db_check(datadir: &std::path::Path) -> ExitCode {
         Ok(db) => db,
         Err(code) => return code,
     };
+    print_identities(&db);
     match db.check() {
         Ok(report) if report.is_ok() => {
             let _ = writeln!(
@@ -326,6 +332,22 @@ fn db_check(datadir: &std::path::Path) -> ExitCode {
             eprintln!("rollup-supervisor: cannot read the database: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `db check`: one `identity:` line for L1 and for each chain.
+fn print_identities(db: &ChainsDb) {
+    use rollup_supervisor_storage::IdentityOf;
+    let mut out = std::io::stdout();
+    for of in std::iter::once(IdentityOf::L1).chain(db.chains().into_iter().map(IdentityOf::L2)) {
+        let _ = match db.identity(of) {
+            Ok(Some(identity)) => writeln!(out, "identity: {of}: {identity}"),
+            Ok(None) => {
+                writeln!(out, "identity: {of}: none stored (written from the first recorded block on the next start)")
+            }
+            // `check` reports it as a problem.
+            Err(e) => writeln!(out, "identity: {of}: unreadable: {e}"),
+        };
     }
 }
 

@@ -1,6 +1,11 @@
 //! Wires the actors together and runs them until SIGINT/SIGTERM.
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use actix::{Addr, Supervisor, System};
 use alloy::primitives::Address;
@@ -24,7 +29,7 @@ use rollup_supervisor_actors::{
     watcher::{L1Target, L1Watcher, L2Target, L2Watcher, WatcherTiming, messages::Shutdown},
 };
 use rollup_supervisor_signer::Signer;
-use rollup_supervisor_storage::{ChainMode, ChainsDb};
+use rollup_supervisor_storage::{ChainIdentity, ChainMode, ChainsDb, IdentityOf, WriteGate};
 
 use crate::{
     http::{HttpServer, Limits, Listener},
@@ -94,14 +99,17 @@ pub struct Node {
 
 impl Node {
     /// Starts every actor and both servers inside the current actix system. Nothing here waits
-    /// for a node: the servers answer as soon as this returns, whatever the nodes do (the L1
-    /// chain id is verified in the background, see [`verify_l1_chain_id`]).
-    pub async fn start(config: Config, db: ChainsDb, mut signers: Signers, admin: Admin) -> anyhow::Result<Self> {
+    /// for a node longer than [`IDENTITY_BOUND`] (the datadir's chain identities, see
+    /// [`verify_identities_at_start`]; a foreign chain is a [`ForeignDatadir`] error before
+    /// anything binds): the servers answer as soon as this returns, whatever the nodes do (the L1
+    /// chain id and identities not verified in time are verified in the background).
+    pub async fn start(config: Config, mut db: ChainsDb, mut signers: Signers, admin: Admin) -> anyhow::Result<Self> {
         let metrics = Metrics::default();
         metrics.process_started(env!("CARGO_PKG_VERSION"));
         let timeout = Duration::from_millis(config.l1.request_timeout_ms);
         let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout)
             .map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?
+            .with_max_response_bytes(config.l1.max_response_bytes())
             .with_metrics(metrics.clone(), "l1");
 
         // Everything that can fail happens before the first watcher starts: an error return drops
@@ -112,12 +120,15 @@ impl Node {
             let id = chain.chain_id;
             let rpc = EthRpc::new(&chain.rpc_url, timeout)
                 .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
+                .with_max_response_bytes(chain.max_response_bytes())
                 .with_metrics(metrics.clone(), format!("l2_{id}"));
             l2_rpcs.push(rpc);
         }
         // Every sequencer a chain's report goes to: its own node, then each of `submit_urls`.
         // Their requests give up within two checks (1..=request_timeout_ms), so a dead endpoint
-        // delays a check by that at most, and reads fall back to the next endpoint.
+        // delays a check by that at most, and reads fall back to the next endpoint. Their answers
+        // (full blocks, receipts) are bounded by `EthRpc::DEFAULT_MAX_RESPONSE_BYTES`, the pool's
+        // by `MAX_POOL_BYTES`.
         let mut sequencers = BTreeMap::new();
         for chain in config.chains.iter().filter(|c| c.uptime.enabled) {
             let id = chain.chain_id;
@@ -141,6 +152,12 @@ impl Node {
             .filter(|c| c.uptime.enabled)
             .map(|c| c.uptime.feed_address.map(|feed| (c.chain_id, feed)).context("uptime.feed_address"))
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        // Before anything binds or starts: a datadir recorded from another chain is refused here
+        // when the nodes answer within IDENTITY_BOUND, else in the background (see
+        // `verify_identities_at_start`).
+        let targets = identity_targets(&config, &db, &l1_rpc, &l2_rpcs)?;
+        let pending = verify_identities_at_start(&config.datadir, &mut db, targets).await?;
+        let gate = db.write_gate();
         let rpc_listener = Listener::bind(config.rpc.listen, "rpc.listen")?;
         let http_listener = Listener::bind(config.metrics.listen, "metrics.listen")?;
         let rpc_limits = Limits {
@@ -228,6 +245,14 @@ impl Node {
         info!(target: "main", rpc = %rpc_addr, metrics = %metrics_addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
 
         let (fail, fatal) = mpsc::channel(1);
+        if !pending.is_empty() {
+            let (fail, datadir) = (fail.clone(), config.datadir.clone());
+            actix::spawn(async move {
+                if let Err(e) = verify_identities_in_background(&datadir, pending, &gate).await {
+                    let _ = fail.send(e).await;
+                }
+            });
+        }
         if let Some((rpc, expected)) = l1_check {
             actix::spawn(async move {
                 if let Err(e) = verify_l1_chain_id(&rpc, expected).await {
@@ -334,6 +359,203 @@ fn start_uptime(
     }
     info!(target: "main", chain = id, signer = %signer_address, %feed, "uptime reporting enabled");
     UptimeHandles { watchdog, signer }
+}
+
+/// How long the start-up identity check waits for the nodes before the servers start anyway: short,
+/// so that the endpoints still come up at once when a node hangs (the `servers` test gives them 2 s
+/// from launch).
+const IDENTITY_BOUND: Duration = Duration::from_millis(500);
+
+/// The datadir was recorded from another chain than a configured node serves (exit code 2).
+#[derive(Debug)]
+pub struct ForeignDatadir {
+    /// The datadir.
+    pub datadir: PathBuf,
+    /// The config key of the node (`l1.rpc_url`, `chains[i].rpc_url`, `l1.chain_id`).
+    pub key: String,
+    /// What differs, with both values.
+    pub differs: String,
+}
+
+impl std::fmt::Display for ForeignDatadir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the datadir {} was recorded from another chain than {} names: {}; point {} at the chain this datadir \
+             was recorded from, or start with another datadir (refusing to serve it)",
+            self.datadir.display(),
+            self.key,
+            self.differs,
+            self.key
+        )
+    }
+}
+
+impl std::error::Error for ForeignDatadir {}
+
+/// One stored chain identity and the node to compare it with.
+#[derive(Clone, Debug)]
+struct IdentityTarget {
+    key: String,
+    of: IdentityOf,
+    rpc: EthRpc,
+    stored: ChainIdentity,
+}
+
+/// What a node says about a stored identity.
+enum Verdict {
+    /// The same chain; the node's chain id.
+    Same(u64),
+    /// Another chain: what differs.
+    Foreign(String),
+    /// Not known yet: why.
+    Unknown(String),
+}
+
+/// The identities to compare: L1 always (an empty index gets its chain id stored), each
+/// configured L2 chain that has one. A chain id stored for L1 that contradicts `l1.chain_id` is
+/// refused at once.
+fn identity_targets(
+    config: &Config,
+    db: &ChainsDb,
+    l1_rpc: &EthRpc,
+    l2_rpcs: &[EthRpc],
+) -> anyhow::Result<Vec<IdentityTarget>> {
+    let l1 = db.identity(IdentityOf::L1).context("cannot read the L1 identity")?.unwrap_or_default();
+    if let (Some(stored), Some(configured)) = (l1.chain_id, config.l1.chain_id)
+        && stored != configured
+    {
+        return Err(ForeignDatadir {
+            datadir: config.datadir.clone(),
+            key: "l1.chain_id".into(),
+            differs: format!("the datadir holds L1 chain id {stored}, l1.chain_id is {configured}"),
+        }
+        .into());
+    }
+    let mut targets =
+        vec![IdentityTarget { key: "l1.rpc_url".into(), of: IdentityOf::L1, rpc: l1_rpc.clone(), stored: l1 }];
+    for (i, (chain, rpc)) in config.chains.iter().zip(l2_rpcs).enumerate() {
+        let of = IdentityOf::L2(chain.chain_id);
+        if let Some(stored) = db.identity(of).with_context(|| format!("cannot read the identity of {of}"))? {
+            targets.push(IdentityTarget { key: format!("chains[{i}].rpc_url"), of, rpc: rpc.clone(), stored });
+        }
+    }
+    Ok(targets)
+}
+
+/// Compares one stored identity with its node: the chain id where one is stored, and the hash of
+/// the node's block at the stored first height. A node without that block yet is `Unknown`.
+async fn compare_identity(t: &IdentityTarget) -> Verdict {
+    let chain_id = match t.rpc.chain_id().await {
+        Ok(id) => id,
+        Err(e) => return Verdict::Unknown(e.to_string()),
+    };
+    if let Some(stored) = t.stored.chain_id
+        && stored != chain_id
+    {
+        return Verdict::Foreign(format!("the datadir holds chain id {stored}, the node answers chain id {chain_id}"));
+    }
+    if let Some(first) = t.stored.first {
+        match t.rpc.block_by_number(first.number).await {
+            Ok(Some(b)) if b.hash == first.hash => {}
+            Ok(Some(b)) => {
+                return Verdict::Foreign(format!(
+                    "{} block #{} is {} in the datadir but {} on the node",
+                    t.of, first.number, first.hash, b.hash
+                ));
+            }
+            Ok(None) => return Verdict::Unknown(format!("the node has no block #{} yet", first.number)),
+            Err(e) => return Verdict::Unknown(e.to_string()),
+        }
+    }
+    Verdict::Same(chain_id)
+}
+
+/// Compares every stored identity with its node, all at once, for at most [`IDENTITY_BOUND`],
+/// before the servers bind: a foreign chain is a [`ForeignDatadir`] error. Returns the targets
+/// that could not be compared in time; while there are any, the database's write gate is closed
+/// (the watchers record nothing) and [`verify_identities_in_background`] goes on. A verified
+/// L1 identity without a chain id gets the node's stored.
+async fn verify_identities_at_start(
+    datadir: &Path,
+    db: &mut ChainsDb,
+    targets: Vec<IdentityTarget>,
+) -> anyhow::Result<Vec<IdentityTarget>> {
+    let deadline = tokio::time::Instant::now() + IDENTITY_BOUND;
+    let handles: Vec<_> = targets
+        .into_iter()
+        .map(|t| {
+            let probe = t.clone();
+            (t, actix::spawn(async move { compare_identity(&probe).await }))
+        })
+        .collect();
+    let mut pending = Vec::new();
+    for (target, handle) in handles {
+        let abort = handle.abort_handle();
+        let verdict = match tokio::time::timeout_at(deadline, handle).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(e)) => Verdict::Unknown(e.to_string()),
+            Err(_) => {
+                abort.abort();
+                Verdict::Unknown(format!("no answer within {IDENTITY_BOUND:?}"))
+            }
+        };
+        match verdict {
+            Verdict::Same(chain_id) => {
+                if target.of == IdentityOf::L1 && target.stored.chain_id.is_none() {
+                    db.set_l1_chain_id(chain_id).context("cannot store the L1 chain id")?;
+                }
+                info!(target: "main", of = %target.of, key = %target.key, identity = %target.stored, "chain identity verified");
+            }
+            Verdict::Foreign(differs) => {
+                return Err(ForeignDatadir { datadir: datadir.to_owned(), key: target.key, differs }.into());
+            }
+            Verdict::Unknown(reason) => {
+                warn!(target: "main", of = %target.of, key = %target.key, %reason, "cannot verify the datadir's chain identity yet: serving what is recorded, recording nothing until it is verified, and exiting with code 2 if the node serves another chain");
+                pending.push(target);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        db.write_gate().close();
+    }
+    Ok(pending)
+}
+
+/// Goes on comparing the identities the start could not (backing off from 1 s to 30 s): a
+/// foreign chain is a [`ForeignDatadir`] error that stops the process; once every one is
+/// verified the write gate opens.
+async fn verify_identities_in_background(
+    datadir: &Path,
+    mut pending: Vec<IdentityTarget>,
+    gate: &WriteGate,
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        let mut still = Vec::new();
+        for target in pending {
+            match compare_identity(&target).await {
+                Verdict::Same(_) => {
+                    info!(target: "main", of = %target.of, key = %target.key, identity = %target.stored, "chain identity verified");
+                }
+                Verdict::Foreign(differs) => {
+                    return Err(ForeignDatadir { datadir: datadir.to_owned(), key: target.key, differs }.into());
+                }
+                Verdict::Unknown(reason) => {
+                    debug!(target: "main", of = %target.of, key = %target.key, %reason, "chain identity still unverified");
+                    still.push(target);
+                }
+            }
+        }
+        if still.is_empty() {
+            gate.open();
+            info!(target: "main", "every chain identity verified: recording");
+            return Ok(());
+        }
+        pending = still;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// Asks the L1 node for its chain id until it answers (backing off from 1 s to 30 s): another

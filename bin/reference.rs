@@ -23,6 +23,11 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("l1.confirmations", "integer", "Stay this many blocks behind the L1 head."),
     ("l1.batch_size", "integer", "Blocks per batched request while catching up (1..=10000)."),
     ("l1.request_timeout_ms", "integer", "Timeout of one request to any node (L1 and L2)."),
+    (
+        "l1.max_response_bytes",
+        "integer",
+        "Largest answer (a whole batch) read from the L1 node; a larger one is refused (`answer larger than N bytes`), never buffered. Unset: `batch_size` × 64 KiB + 1 MiB. At least 4096.",
+    ),
     ("rpc.listen", "address", "Where the JSON-RPC server listens."),
     (
         "rpc.jwt_secret_file",
@@ -56,6 +61,11 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("chains[].derivation_tag", "string", "Which L2 head counts as derived: `latest`, `safe` or `finalized`."),
     ("chains[].poll_interval_ms", "integer", "Between polls of the L2 head."),
     ("chains[].batch_size", "integer", "L2 blocks per batched request (1..=10000)."),
+    (
+        "chains[].max_response_bytes",
+        "integer",
+        "Largest answer the chain's watcher reads from its node; unset: `batch_size` × 64 KiB + 1 MiB. The uptime flow's requests (full blocks, the pool) are bounded at 32 MiB.",
+    ),
     ("chains[].uptime.enabled", "bool", "Report this chain's sequencer downtime to its uptime feed."),
     ("chains[].uptime.feed_address", "address", "The uptime feed contract. Required when enabled."),
     (

@@ -73,9 +73,10 @@ pub enum FollowError {
 
 impl FollowError {
     /// Not a failure: the step must wait for another part of the process (an L2 block cannot be
-    /// attributed to an L1 block before the L1 index holds one, as on a fresh start).
+    /// attributed to an L1 block before the L1 index holds one, as on a fresh start; nothing is
+    /// recorded before the supervisor has compared the datadir's chain identity with the nodes).
     pub fn is_waiting(&self) -> bool {
-        matches!(self, FollowError::Storage(StorageError::NoL1))
+        matches!(self, FollowError::Storage(StorageError::NoL1 | StorageError::IdentityUnverified))
     }
 
     /// Errors the follower cannot handle by waiting: the actor stops and its supervisor restarts

@@ -1,5 +1,8 @@
-//! [`EthRpc`]: the few Ethereum JSON-RPC calls the watchers need, over alloy's HTTP client,
-//! with a request timeout and strict validation of what the node answers.
+//! [`EthRpc`]: the few Ethereum JSON-RPC calls the watchers need, over alloy's RPC client on
+//! our own HTTP transport ([`BoundedHttp`]), with a request timeout, a bound on the size of every
+//! answer and strict validation of what the node answers.
+
+mod transport;
 
 use std::{
     future::IntoFuture as _,
@@ -10,14 +13,12 @@ use std::{
 use alloy::{
     primitives::{Address, B256, Bytes, U64, U128, U256},
     rpc::client::RpcClient,
-    transports::{
-        TransportError, TransportErrorKind,
-        http::{Http, reqwest},
-    },
+    transports::{TransportError, TransportErrorKind, http::reqwest},
 };
 use rollup_supervisor_signer::redact;
 use rollup_supervisor_storage::BlockRef;
 use serde::{Deserialize, Serialize};
+pub use transport::{BodyError, BoundedHttp, read_bounded};
 
 use crate::metrics::{self, Metrics};
 
@@ -177,6 +178,8 @@ pub struct EthRpc {
     secrets: redact::UrlSecrets,
     /// Where requests are counted and timed, under the `endpoint` label (`l1`, `l2_<chain>`).
     metrics: Option<(Metrics, String)>,
+    /// The largest answer `client` reads, in bytes.
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for EthRpc {
@@ -184,12 +187,17 @@ impl std::fmt::Debug for EthRpc {
         f.debug_struct("EthRpc")
             .field("endpoint", &self.endpoint)
             .field("metrics", &self.metrics.as_ref().map(|(_, label)| label))
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl EthRpc {
-    /// A client for `url` (http or https) whose every request gives up after `timeout`.
+    /// The largest answer a client reads unless told otherwise ([`EthRpc::with_max_response_bytes`]).
+    pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+    /// A client for `url` (http or https) whose every request gives up after `timeout` and whose
+    /// every answer is refused beyond [`EthRpc::DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         let parsed =
             redact::parse_http_url(url).map_err(|e| format!("invalid URL {}: {e}", redact::redact_url_str(url)))?;
@@ -198,9 +206,24 @@ impl EthRpc {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        let client = RpcClient::new(Http::with_client(http.clone(), parsed.clone()), false);
+        let limit = Self::DEFAULT_MAX_RESPONSE_BYTES;
+        let client = RpcClient::new(BoundedHttp::new(http.clone(), parsed.clone(), limit), false);
         let (endpoint, secrets) = (redact::redact_url(&parsed), redact::UrlSecrets::of(&parsed));
-        Ok(Self { client, http, url: parsed, endpoint, secrets, metrics: None })
+        Ok(Self { client, http, url: parsed, endpoint, secrets, metrics: None, max_response_bytes: limit })
+    }
+
+    /// Refuses every answer larger than `limit` bytes (the whole HTTP body: one answer, or a
+    /// batch's answers together) with an error saying so, reading no more of it than that.
+    /// [`EthRpc::bounded_request`] takes its own limit.
+    pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
+        self.client = RpcClient::new(BoundedHttp::new(self.http.clone(), self.url.clone(), limit), false);
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// The largest answer this client reads, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 
     /// Counts and times every request in `metrics` under `endpoint="{label}"` (a role name, never
@@ -299,16 +322,12 @@ impl EthRpc {
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let started = Instant::now();
         let result = async {
-            let mut response =
+            let response =
                 self.http.post(self.url.clone()).json(&body).send().await.map_err(|e| self.unreachable(method, e))?;
-            let mut out = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(method, e))? {
-                if out.len() + chunk.len() > limit {
-                    return Err(self.bad(format!("{method}: the answer is larger than {limit} bytes")));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(out)
+            read_bounded(response, limit).await.map_err(|e| match e {
+                BodyError::Http(e) => self.unreachable(method, e),
+                too_large => self.bad(format!("{method}: {too_large}")),
+            })
         }
         .await;
         self.record(method, result.is_ok(), started);

@@ -134,6 +134,7 @@ impl ChainsDb {
             let rows = self.check_chain(chain, state, tree, &in_index, problems)?;
             report.chain_rows.insert(chain, rows);
         }
+        self.check_identities(problems)?;
         for row in self.outages_tree().iter() {
             let (k, v) = row?;
             if let Err(e) = crate::outage::decode(&k, &v) {

@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `meta` | `schema` | `u32` version | |
 //! | `meta` | `safe`, `finalized` | number ‖ hash ‖ parent ‖ timestamp | |
+//! | `meta` | `identity/l1`, `identity/l2/` ‖ chain id | flags ‖ chain id ‖ first number ‖ first hash (see `identity`) | 49 |
 //! | `l1` | number | hash ‖ parent ‖ timestamp | 8 + 72 = 80 |
 //! | `chains` | chain id | mode ‖ finished ‖ has-head ‖ head number | 8 + 11 |
 //! | `l2/<chain id>` | L2 number | hash ‖ parent ‖ timestamp ‖ source L1 number | 8 + 80 = 88 |

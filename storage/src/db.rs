@@ -3,12 +3,13 @@
 use std::{collections::BTreeMap, path::Path};
 
 use sled::{Batch, Transactional, Tree};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded, Result, Side, StorageError,
     codec::{self, ChainState},
     heads::Held,
+    identity::{IdentityOf, WriteGate},
 };
 
 /// The canonical L1 index and one derivation log per L2 chain.
@@ -34,6 +35,8 @@ pub struct ChainsDb {
     outages: Tree,
     /// Heads held in memory until the index reaches them, and head notes not yet taken.
     pub(crate) held: Held,
+    /// Closed while the supervisor has not compared the stored identities with the nodes.
+    pub(crate) gate: WriteGate,
 }
 
 impl std::fmt::Debug for ChainsDb {
@@ -67,9 +70,19 @@ struct ChainTip {
 impl ChainsDb {
     /// Opens (or creates) the database in `path` for the supervisor: safe and finalized heads
     /// that break the head invariants (stored by an earlier build from a node that lied) are
-    /// repaired first, each with a warn log; see [`Self::repair_heads`].
+    /// repaired first, each with a warn log; see [`Self::repair_heads`]. A database of an
+    /// earlier build gets the chain identities from its first rows, each with an info log; see
+    /// [`Self::migrate_identities`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let mut db = Self::open_as_is(path)?;
+        for migration in db.migrate_identities()? {
+            info!(
+                target: "storage",
+                of = %migration.of,
+                identity = %migration.identity,
+                "stored the chain identity from the first recorded block (database of an earlier build)"
+            );
+        }
         for repair in db.repair_heads()? {
             warn!(
                 target: "storage",
@@ -122,7 +135,7 @@ impl ChainsDb {
             l2.insert(chain, db.open_tree(codec::l2_tree_name(chain))?);
         }
         let outages = db.open_tree("outages")?;
-        Ok(Self { db, meta, l1, chains, l2, outages, held: Held::default() })
+        Ok(Self { db, meta, l1, chains, l2, outages, held: Held::default(), gate: WriteGate::default() })
     }
 
     /// Registers a chain (idempotent). A registered chain's mode may be changed.
@@ -161,6 +174,7 @@ impl ChainsDb {
     /// the index ([`Self::set_heads`]) at the height of an appended block is stored in the same
     /// write if it is that block, and dropped otherwise. On any error nothing is written.
     pub fn record_l1(&mut self, blocks: &[BlockRef]) -> Result<Recorded> {
+        self.writable()?;
         let mut tip = self.latest_l1()?;
         let mut tips = self.chain_states()?;
         let finalized = self.finalized()?;
@@ -172,6 +186,8 @@ impl ChainsDb {
                     continue;
                 }
                 self.validate_next(Side::L1, &t, block, |n| self.l1_block(n))?;
+            } else {
+                self.identity_on_first(&mut ws, IdentityOf::L1, block)?;
             }
             if let Some(f) = finalized
                 && f.number == block.number
@@ -284,6 +300,7 @@ impl ChainsDb {
     /// recorded block empties the index. A safe head above `to` is lowered to the finalized
     /// block (removed if there is none): it was on the orphaned blocks.
     pub fn rewind_l1(&mut self, to: u64) -> Result<()> {
+        self.writable()?;
         if let Some(finalized) = self.finalized()?
             && to < finalized.number
         {
@@ -298,6 +315,9 @@ impl ChainsDb {
         let mut ws = WriteSet::default();
         for key in self.l1.range(codec::num_key(to.saturating_add(1))..).keys() {
             ws.l1.remove(key?);
+        }
+        if self.first_l1()?.is_some_and(|f| f.number > to) {
+            self.identity_on_emptied(&mut ws, IdentityOf::L1)?;
         }
         if let Some(safe) = self.head(codec::META_SAFE)?
             && safe.number > to
@@ -318,6 +338,9 @@ impl ChainsDb {
                     break;
                 }
                 ws.l2(chain).remove(k);
+            }
+            if removed_all && !tree.is_empty() {
+                self.identity_on_emptied(&mut ws, IdentityOf::L2(chain))?;
             }
             let head = if removed_all { None } else { state.head.map(|h| h.min(to)) };
             if head != state.head {
@@ -345,6 +368,7 @@ impl ChainsDb {
     /// nothing is written. The source side is linked through the L1 index: it must be recorded
     /// there with the same hash.
     pub fn record_derived_batch(&mut self, chain: ChainId, entries: &[(BlockRef, BlockRef)]) -> Result<Recorded> {
+        self.writable()?;
         let mut tip = self.chain_tip(chain)?;
         let mut ws = WriteSet::default();
         let mut appended = 0;
@@ -411,6 +435,9 @@ impl ChainsDb {
                     }
                 }
                 _ => {
+                    if tip.last.is_none() {
+                        self.identity_on_first(&mut ws, IdentityOf::L2(chain), derived)?;
+                    }
                     ws.l2(chain).insert(&codec::num_key(derived.number), &codec::encode_l2(derived, source.number)[..]);
                     tip.state.head = Some(source.number);
                     tip.last = Some((*derived, source.number));
@@ -444,6 +471,7 @@ impl ChainsDb {
     /// Explicit mode: the chain has finished deriving from L1 block `number`, so the next L1
     /// block extends it. `number` must be the chain's head.
     pub fn mark_finished(&mut self, chain: ChainId, number: u64) -> Result<()> {
+        self.writable()?;
         let mut state = self.chain_state(chain)?;
         let head = state.head.ok_or(StorageError::EmptyChain(chain))?;
         if number != head {
@@ -463,6 +491,7 @@ impl ChainsDb {
     /// keeps its head: it has still finished with those L1 blocks, and the newest remaining L2
     /// block is what it derived as of them. Rewinding below the first entry empties the log.
     pub fn rewind_chain(&mut self, chain: ChainId, to_l2: u64) -> Result<()> {
+        self.writable()?;
         let tree = self.l2_tree(chain)?;
         let mut ws = WriteSet::default();
         for key in tree.range(codec::num_key(to_l2.saturating_add(1))..).keys() {
@@ -474,6 +503,7 @@ impl ChainsDb {
             state.head = None;
             state.finished = false;
             ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
+            self.identity_on_emptied(&mut ws, IdentityOf::L2(chain))?;
         }
         self.commit(ws)
     }
@@ -596,6 +626,12 @@ impl ChainsDb {
     pub fn chain_info(&self, chain: ChainId) -> Result<(ChainMode, Option<u64>)> {
         let state = self.chain_state(chain)?;
         Ok((state.mode, state.head))
+    }
+
+    /// The first derived L2 block of `chain`'s log.
+    pub fn first_derived(&self, chain: ChainId) -> Result<Option<BlockRef>> {
+        let name = codec::l2_tree_name(chain);
+        self.l2_tree(chain)?.first()?.map(|(k, v)| Ok(codec::decode_l2(&name, &k, &v)?.0)).transpose()
     }
 
     /// How many L2 rows `chain` holds.

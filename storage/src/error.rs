@@ -146,6 +146,20 @@ pub enum StorageError {
         supported: u32,
     },
     /// sled itself failed (I/O, or its own corruption detection).
+    /// The write gate is closed: the supervisor has not yet compared the stored chain identity
+    /// with the nodes.
+    #[error("refusing to write: the datadir's chain identity is not verified against the nodes yet")]
+    IdentityUnverified,
+    /// Another chain id is stored.
+    #[error("{of}: the database was recorded from chain id {stored}, not {offered}")]
+    ChainIdMismatch {
+        /// Whose identity.
+        of: crate::IdentityOf,
+        /// The stored chain id.
+        stored: u64,
+        /// The offered one.
+        offered: u64,
+    },
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
 }

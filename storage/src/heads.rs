@@ -228,6 +228,7 @@ impl ChainsDb {
     /// was held from an earlier one. A head the rules refuse is not an error but a
     /// [`HeadNote::Refused`]; only a failure to read or write is an `Err`.
     pub fn set_heads(&mut self, safe: Option<BlockRef>, finalized: Option<BlockRef>) -> Result<()> {
+        self.writable()?;
         let current_safe = self.stored_head(HeadKind::Safe)?;
         let current_finalized = self.stored_head(HeadKind::Finalized)?;
         let mut notes = Vec::new();

@@ -8,7 +8,9 @@
 //! [`StorageError`] and writes nothing. The node's safe and finalized heads are stored only as
 //! recorded blocks ([`ChainsDb::set_heads`]), so a node that lies about them cannot poison the
 //! index. [`ChainsDb::check`] re-verifies every invariant by a full scan, and
-//! [`ChainsDb::repair_heads`] repairs heads an earlier build stored unchecked.
+//! [`ChainsDb::repair_heads`] repairs heads an earlier build stored unchecked. It also stores what
+//! identifies the chains it was recorded from ([`ChainsDb::identity`]), so that the supervisor can
+//! refuse to serve a datadir against another chain.
 //!
 //! Feature `test-utils`: [`test_utils`], to build damaged databases in tests.
 //!
@@ -21,6 +23,7 @@ mod codec;
 mod db;
 mod error;
 mod heads;
+mod identity;
 mod outage;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
@@ -30,6 +33,7 @@ pub use check::CheckReport;
 pub use db::ChainsDb;
 pub use error::{Result, Side, StorageError};
 pub use heads::{HeadKind, HeadNote, HeadRefusal, HeadRepair};
+pub use identity::{ChainIdentity, FirstBlock, IdentityMigration, IdentityOf, WriteGate};
 pub use outage::{OutageRecord, OutageResult, ReportTx};
 pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
 

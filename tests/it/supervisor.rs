@@ -125,6 +125,16 @@ impl Supervisor {
         self.dir.path().join("config.toml")
     }
 
+    /// Starts the binary again over the same data directory, without waiting for anything.
+    pub fn relaunch(&mut self, spec: &Spec) -> anyhow::Result<()> {
+        self.spawn(spec)
+    }
+
+    /// This run's part of the log.
+    pub fn run_log_text(&self) -> String {
+        self.log_text().get(self.log_start..).unwrap_or_default().to_owned()
+    }
+
     /// Starts the binary again over the same data directory.
     pub async fn restart(&mut self, spec: &Spec) -> anyhow::Result<()> {
         self.spawn(spec)?;
