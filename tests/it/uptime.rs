@@ -328,6 +328,19 @@ pub async fn assert_pair_first_within(f: &Fixture, last_block_ts: u64, block: u6
     Ok(t_up)
 }
 
+/// Waits until the journal says the chain's last outage landed first in `block`; returns that
+/// `lastOutage` record.
+pub async fn wait_landed_first(sup: &Supervisor, block: u64) -> Result<Value> {
+    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
+        let o = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?["lastOutage"].clone();
+        Ok((o["result"]["status"] == json!("landed")
+            && o["result"]["first"] == json!(true)
+            && o["includedIn"] == json!(block))
+        .then_some(o))
+    })
+    .await
+}
+
 /// Reporter mode: index 0 of the first block after the gap is the signer's one `report` call,
 /// emitting down since `last_block_ts` then up since the block's own timestamp; nothing else of
 /// the signer's in the block; the feed says up since that timestamp. Returns the block timestamp.
@@ -355,14 +368,7 @@ async fn scenario_1(web3signer: bool) -> Result<()> {
     assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
     let (_, txs) = block_after_gap(&f.l2, block).await?;
     assert_eq!(txs.get(2).map(|t| t.0.as_str()), Some(user.as_str()), "the user transaction comes after the pair");
-    wait_for("the outage journaled as landed", WAIT, Duration::from_millis(100), || async {
-        let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
-        Ok((status["lastOutage"]["result"]["status"] == json!("landed")
-            && status["lastOutage"]["result"]["first"] == json!(true)
-            && status["lastOutage"]["includedIn"] == json!(block))
-        .then_some(()))
-    })
-    .await?;
+    wait_landed_first(&sup, block).await?;
     assert_eq!(sup.stop().await?, 0);
     Ok(())
 }
@@ -688,14 +694,8 @@ async fn reporter_scenario(web3signer: bool) -> Result<()> {
     assert_eq!(txs.get(1).map(|t| t.0.as_str()), Some(user.as_str()), "the better-paying user comes after the report");
     assert!(pooled.len() == 1, "exactly one signer transaction pending: {pooled:?}");
     assert_eq!(f.signer_nonce().await?, 1, "one transaction for the whole outage");
-    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
-        let status = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
-        Ok((status["lastOutage"]["result"]["first"] == json!(true)
-            && status["lastOutage"]["upTs"] == json!(ts)
-            && status["lastOutage"]["includedIn"] == json!(block))
-        .then_some(()))
-    })
-    .await?;
+    let outage = wait_landed_first(&sup, block).await?;
+    assert_eq!(outage["upTs"], json!(ts), "journaled up timestamp = the including block's");
     assert_eq!(sup.metric("pair_refreshes_total{chain=\"901\"}").await?, 0.0, "nothing refreshed");
     assert_eq!(sup.stop().await?, 0);
     Ok(())

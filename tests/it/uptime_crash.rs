@@ -15,7 +15,7 @@ use crate::{
     supervisor::{Supervisor, hex_u64},
     uptime::{
         CHAIN, Fixture, MARGIN, MAX_AGE, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first,
-        block_after_gap,
+        block_after_gap, wait_landed_first,
     },
 };
 
@@ -146,14 +146,7 @@ async fn kill_9_scenario(reporter: bool) -> Result<()> {
     assert_first(&f, last_ts, block).await?;
     assert_eq!(f.signer_nonce().await?, n as u64, "exactly one report landed");
     assert_eq!(f.latest_round().await?.0, 3, "exactly two new rounds after the deploy round");
-    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
-        let o = last_outage(&sup).await?;
-        Ok((o["result"]["status"] == json!("landed")
-            && o["result"]["first"] == json!(true)
-            && o["includedIn"] == json!(block))
-        .then_some(()))
-    })
-    .await?;
+    wait_landed_first(&sup, block).await?;
     // Later blocks carry nothing more from the signer.
     f.l2.mine(2).await?;
     wait_for("the watchdog saw the later blocks", WAIT, Duration::from_millis(50), || async {
@@ -290,11 +283,7 @@ async fn users_scenario(reporter: bool) -> Result<()> {
         assert!(after.contains(&user.as_str()), "user {user} follows the report in block {block}: {after:?}");
     }
     assert_eq!(f.signer_nonce().await?, n as u64, "exactly one report landed");
-    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
-        let o = last_outage(&sup).await?;
-        Ok((o["result"]["first"] == json!(true) && o["includedIn"] == json!(block)).then_some(()))
-    })
-    .await?;
+    wait_landed_first(&sup, block).await?;
     assert_eq!(sup.stop().await?, 0);
     Ok(())
 }

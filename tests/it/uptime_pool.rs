@@ -26,7 +26,9 @@ use tokio::{
 use crate::{
     harness::{Anvil, AnvilOptions, Proxy, wait_for},
     supervisor::{Supervisor, hex_u64},
-    uptime::{CHAIN, Fixture, MARGIN, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first},
+    uptime::{
+        CHAIN, Fixture, MARGIN, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first, wait_landed_first,
+    },
 };
 
 const POLL: Duration = Duration::from_millis(50);
@@ -221,12 +223,7 @@ async fn restart_scenario(reporter: bool) -> Result<()> {
         assert_pair_first_fresh(&f, last_ts, block).await?;
     }
     assert_eq!(f.signer_nonce().await?, before[0].nonce + n as u64, "exactly one report landed");
-    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
-        let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
-        Ok((s["lastOutage"]["result"]["first"] == json!(true) && s["lastOutage"]["includedIn"] == json!(block))
-            .then_some(()))
-    })
-    .await?;
+    wait_landed_first(&sup, block).await?;
     assert_eq!(sup.stop().await?, 0);
     Ok(())
 }
@@ -286,12 +283,7 @@ async fn two_sequencer_endpoints_the_first_dies_and_the_second_builds_the_first_
     assert_eq!(block, last + 1, "B builds the first block after the gap");
     assert_pair_first_fresh(&f, last_ts, block).await?;
     assert_eq!(f.signer_nonce().await?, in_b[0].nonce + 2, "exactly one pair landed");
-    wait_for("the outage journaled as landed first", WAIT, Duration::from_millis(100), || async {
-        let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
-        Ok((s["lastOutage"]["result"]["first"] == json!(true) && s["lastOutage"]["includedIn"] == json!(block))
-            .then_some(()))
-    })
-    .await?;
+    wait_landed_first(&sup, block).await?;
     assert_eq!(sup.stop().await?, 0);
     Ok(())
 }
@@ -449,12 +441,7 @@ async fn the_leader_at_rpc_url_dies_and_the_standby_builds_the_first_block_with_
     let block = f.l2.block_number().await?;
     assert_eq!(block, last + 1, "B builds the first block after the gap");
     assert_pair_first_fresh(&f, last_ts, block).await?;
-    wait_for("the outage journaled as landed first, read through B", WAIT, Duration::from_millis(100), || async {
-        let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
-        Ok((s["lastOutage"]["result"]["first"] == json!(true) && s["lastOutage"]["includedIn"] == json!(block))
-            .then_some(()))
-    })
-    .await?;
+    wait_landed_first(&sup, block).await?;
     assert_eq!(sup.stop().await?, 0);
     Ok(())
 }
