@@ -17,7 +17,6 @@ sol! {
         function getRoundData(uint80 _roundId) external view returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
         function hasRole(bytes32 role, address account) external view returns (bool);
         function grantRole(bytes32 role, address account) external;
-        function revokeRole(bytes32 role, address account) external;
     }
 
     /// Our reporter contract (`contracts/UptimeReporter.sol`): one call, both rounds, the up
