@@ -507,6 +507,11 @@ impl Injector {
     /// lone down round (ours, with the up still to come) is not a report.
     pub(super) async fn feed_shows(&self, down_ts: u64) -> Result<bool, InjectError> {
         let latest = self.latest_round().await?;
+        self.reported_since(latest, down_ts).await
+    }
+
+    /// [`Self::feed_shows`] with the feed's newest round already read.
+    pub(super) async fn reported_since(&self, latest: Round, down_ts: u64) -> Result<bool, InjectError> {
         if latest.down || latest.started_at <= down_ts || latest.round_id < 2 {
             return Ok(false);
         }

@@ -105,12 +105,12 @@ impl Injector {
         }
         let slots = self.cfg.mode.slots();
         if outage.txs.iter().all(Option::is_none) && outage.signed_fees.is_empty() && self.phase == Phase::Stalled {
-            if self.feed_shows(outage.down_ts()).await? {
+            let latest = self.latest_round().await?;
+            if self.reported_since(latest, outage.down_ts()).await? {
                 info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed already shows this outage: nothing to inject");
                 self.injection("already_reported");
                 return self.finish(OutageResult::AlreadyReported, None).await;
             }
-            let latest = self.latest_round().await?;
             if latest.started_at > outage.down_ts() && !self.warned_ignored {
                 self.warned_ignored = true;
                 error!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), latest_started_at = latest.started_at, "the feed's newest round started after this outage's down timestamp: the feed will ignore the down update (a chain whose time lags a pair's wall-clock up time: use reporter mode)");
