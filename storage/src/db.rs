@@ -1,6 +1,9 @@
 //! [`ChainsDb`]: the L1 index and the per-chain derivation logs, on one sled database.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use sled::{Batch, Transactional, Tree};
 use tracing::{debug, info, warn};
@@ -28,6 +31,8 @@ use crate::{
 /// ([`Self::set_heads`]).
 pub struct ChainsDb {
     db: sled::Db,
+    /// Where it lives (`None`: in memory), for [`crate::DurableDb`] to reopen it.
+    path: Option<PathBuf>,
     meta: Tree,
     l1: Tree,
     chains: Tree,
@@ -100,15 +105,15 @@ impl ChainsDb {
     /// inspect`): a poisoned head stays as it is, for [`Self::check`] to report.
     pub fn open_as_is(path: impl AsRef<Path>) -> Result<Self> {
         let db = sled::Config::new().path(path.as_ref()).open()?;
-        Self::from_sled(db)
+        Self::from_sled(db, Some(path.as_ref().to_owned()))
     }
 
     /// Opens a database that lives in memory only (for tests and benchmarks).
     pub fn temporary() -> Result<Self> {
-        Self::from_sled(sled::Config::new().temporary(true).open()?)
+        Self::from_sled(sled::Config::new().temporary(true).open()?, None)
     }
 
-    fn from_sled(db: sled::Db) -> Result<Self> {
+    fn from_sled(db: sled::Db, path: Option<PathBuf>) -> Result<Self> {
         let meta = db.open_tree("meta")?;
         match meta.get(codec::META_SCHEMA)? {
             None => {
@@ -135,7 +140,7 @@ impl ChainsDb {
             l2.insert(chain, db.open_tree(codec::l2_tree_name(chain))?);
         }
         let outages = db.open_tree("outages")?;
-        Ok(Self { db, meta, l1, chains, l2, outages, held: Held::default(), gate: WriteGate::default() })
+        Ok(Self { db, path, meta, l1, chains, l2, outages, held: Held::default(), gate: WriteGate::default() })
     }
 
     /// Registers a chain (idempotent). A registered chain's mode may be changed.
@@ -150,6 +155,11 @@ impl ChainsDb {
         let mut ws = WriteSet::default();
         ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
         self.commit(ws)
+    }
+
+    /// The directory it lives in (`None`: in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The registered chains, in order.

@@ -145,7 +145,6 @@ pub enum StorageError {
         /// The version this build reads.
         supported: u32,
     },
-    /// sled itself failed (I/O, or its own corruption detection).
     /// The write gate is closed: the supervisor has not yet compared the stored chain identity
     /// with the nodes.
     #[error("refusing to write: the datadir's chain identity is not verified against the nodes yet")]
@@ -160,8 +159,22 @@ pub enum StorageError {
         /// The offered one.
         offered: u64,
     },
+    /// sled itself failed (I/O, or its own corruption detection).
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// The disk failed a read or a write (a full disk, say): the database was closed so that
+    /// nothing it had not made durable is served, and it is reopened from what is on disk, at
+    /// most once per second, until the disk accepts it again. Nothing is read or written
+    /// meanwhile.
+    #[error(
+        "the database is closed since the disk failed ({cause}, {since:?} ago); it reopens from what is on disk once the disk accepts writes again"
+    )]
+    Unavailable {
+        /// The disk's error, as sled reported it.
+        cause: String,
+        /// How long ago it failed.
+        since: std::time::Duration,
+    },
 }
 
 /// Shorthand for results of this crate.

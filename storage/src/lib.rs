@@ -7,7 +7,8 @@
 //! flushed before they return; a write that would break an invariant is a typed
 //! [`StorageError`] and writes nothing. The node's safe and finalized heads are stored only as
 //! recorded blocks ([`ChainsDb::set_heads`]), so a node that lies about them cannot poison the
-//! index. [`ChainsDb::check`] re-verifies every invariant by a full scan, and
+//! index. [`DurableDb`] closes it at the first disk failure and reopens it from disk, so that
+//! nothing that did not become durable is ever read. [`ChainsDb::check`] re-verifies every invariant by a full scan, and
 //! [`ChainsDb::repair_heads`] repairs heads an earlier build stored unchecked. It also stores what
 //! identifies the chains it was recorded from ([`ChainsDb::identity`]), so that the supervisor can
 //! refuse to serve a datadir against another chain.
@@ -21,6 +22,7 @@
 mod check;
 mod codec;
 mod db;
+mod durable;
 mod error;
 mod heads;
 mod identity;
@@ -31,6 +33,7 @@ mod types;
 
 pub use check::CheckReport;
 pub use db::ChainsDb;
+pub use durable::{DurableDb, REOPEN_EVERY};
 pub use error::{Result, Side, StorageError};
 pub use heads::{HeadKind, HeadNote, HeadRefusal, HeadRepair};
 pub use identity::{ChainIdentity, FirstBlock, IdentityMigration, IdentityOf, WriteGate};

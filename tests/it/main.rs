@@ -6,6 +6,7 @@ mod supervisor;
 
 mod chains;
 mod devnet;
+mod disk;
 mod faults;
 mod heads;
 mod identity;

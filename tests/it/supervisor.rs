@@ -104,7 +104,24 @@ impl Supervisor {
 
     /// Writes the config and starts the binary, without waiting for anything.
     pub fn launch(spec: &Spec) -> anyhow::Result<Self> {
+        Self::launch_prepared(spec, |_| Ok(()))
+    }
+
+    /// [`Self::start`], after `prepare` has made the (empty) data directory, e.g. by mounting a
+    /// file system there.
+    pub async fn start_prepared(
+        spec: &Spec,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
+        let mut sup = Self::launch_prepared(spec, prepare)?;
+        sup.wait_ready().await?;
+        Ok(sup)
+    }
+
+    fn launch_prepared(spec: &Spec, prepare: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("data"))?;
+        prepare(&dir.path().join("data"))?;
         let mut sup = Self {
             child: None,
             log_start: 0,

@@ -1,6 +1,8 @@
 //! [`ChainsDbActor`]: the one owner of the database. Every write and every query goes through
 //! its mailbox, so writes are serialised; it runs on its own thread (a [`SyncArbiter`]) so that
-//! sled's flushes never block the arbiters that run the watchers' timers and RPC.
+//! sled's flushes never block the arbiters that run the watchers' timers and RPC. It holds the
+//! database as a [`DurableDb`]: after a disk failure every call is refused until the database
+//! has been reopened from what is on disk, so that nothing that did not become durable is served.
 
 pub mod messages;
 
@@ -10,7 +12,7 @@ use std::{
 };
 
 use actix::{Actor, Addr, Handler, SyncArbiter, SyncContext};
-use rollup_supervisor_storage::{ChainsDb, HeadNote, StorageError};
+use rollup_supervisor_storage::{ChainsDb, DurableDb, HeadNote, StorageError};
 use tracing::{debug, info, warn};
 
 use self::messages::*;
@@ -19,7 +21,7 @@ use crate::metrics::{self, Metrics};
 /// The actor that owns the [`ChainsDb`].
 #[derive(Debug)]
 pub struct ChainsDbActor {
-    db: Arc<Mutex<ChainsDb>>,
+    db: Arc<Mutex<DurableDb>>,
     metrics: Metrics,
 }
 
@@ -27,7 +29,7 @@ impl ChainsDbActor {
     /// Starts the actor on a dedicated thread. If it ever stops, the arbiter starts a fresh one
     /// over the same database.
     pub fn start(db: ChainsDb, metrics: Metrics) -> Addr<ChainsDbActor> {
-        let db = Arc::new(Mutex::new(db));
+        let db = Arc::new(Mutex::new(DurableDb::new(db)));
         for head in ["safe", "finalized"] {
             for reason in ["conflict", "regression", "order"] {
                 metrics.touch(&metrics::L1_HEAD_REJECTED, &[("head", head), ("reason", reason)]);
@@ -38,27 +40,30 @@ impl ChainsDbActor {
         SyncArbiter::start(1, move || ChainsDbActor { db: actor.db.clone(), metrics: actor.metrics.clone() })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ChainsDb> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DurableDb> {
         // A poisoned lock means a previous handler panicked; the process exits on panic, so this
         // is only reachable in tests. sled's state is consistent either way.
         self.db.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>) -> Result<T, StorageError> {
-        f(&mut self.lock())
+        self.lock().run(f)
     }
 
     /// Runs a write: timed, its failure counted, and the recorded heads exported afterwards.
+    /// With `now`, a database closed by a disk failure is reopened first however recently the
+    /// last attempt failed ([`DurableDb::run_now`]).
     fn write<T>(
         &self,
         op: &'static str,
+        now: bool,
         f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let started = Instant::now();
         let (result, notes) = {
             let mut db = self.lock();
-            let result = f(&mut db);
-            (result, db.take_head_notes())
+            let result = if now { db.run_now(f) } else { db.run(f) };
+            (result, db.current().map(ChainsDb::take_head_notes).unwrap_or_default())
         };
         self.metrics.observe_duration(&metrics::DB_WRITE_LATENCY, &[("op", op)], started.elapsed());
         self.metrics.add(&metrics::DB_ERRORS, &[("op", op)], if result.is_err() { 1.0 } else { 0.0 });
@@ -99,8 +104,12 @@ impl ChainsDbActor {
 
     /// Exports what the database holds: the L1 heads, each chain's derivation head, its size.
     fn export_heads(&self) {
-        let db = self.lock();
+        let mut durable = self.lock();
         let m = &self.metrics;
+        m.set(&metrics::DB_OPEN, &[], if durable.is_open() { 1.0 } else { 0.0 });
+        let Some(db) = durable.current() else {
+            return;
+        };
         if let Ok(heads) = db.heads() {
             for (label, head) in [("latest", heads.latest), ("safe", heads.safe), ("finalized", heads.finalized)] {
                 m.set(&metrics::L1_HEAD, &[("head", label)], head.map_or(0.0, |b| b.number as f64));
@@ -125,7 +134,8 @@ impl Actor for ChainsDbActor {
 }
 
 /// Implements `Handler<$msg>` by running `$body` (a closure over the db and the message); with
-/// `write "op"`, as a timed write whose errors are counted under `op`.
+/// `write "op"`, as a timed write whose errors are counted under `op`; with `write now "op"`, one
+/// that reopens a database closed by a disk failure at once.
 macro_rules! handle {
     ($msg:ty, |$db:ident, $m:ident| $body:expr) => {
         impl Handler<$msg> for ChainsDbActor {
@@ -135,11 +145,17 @@ macro_rules! handle {
             }
         }
     };
-    (write $op:literal, $msg:ty, |$db:ident, $m:ident| $body:expr) => {
+    (write $op:literal, $($rest:tt)*) => {
+        handle!(@write false, $op, $($rest)*);
+    };
+    (write now $op:literal, $($rest:tt)*) => {
+        handle!(@write true, $op, $($rest)*);
+    };
+    (@write $now:literal, $op:literal, $msg:ty, |$db:ident, $m:ident| $body:expr) => {
         impl Handler<$msg> for ChainsDbActor {
             type Result = <$msg as actix::Message>::Result;
             fn handle(&mut self, $m: $msg, _: &mut SyncContext<Self>) -> Self::Result {
-                self.write($op, |$db| $body)
+                self.write($op, $now, |$db| $body)
             }
         }
     };
@@ -181,6 +197,8 @@ handle!(GetLocalSafe, |db, m| db.latest(m.0));
 handle!(GetDerivedAt, |db, m| db.derived_at(m.chain, m.l1));
 handle!(GetDerivedFrom, |db, m| db.derived_from(m.chain, m.l2));
 handle!(Check, |db, _m| db.check());
-handle!(write "flush", Flush, |db, _m| db.flush());
+// The stop's last write: a database closed by a disk failure is reopened now, not after the usual
+// wait, so that a stop once space has returned flushes and exits cleanly.
+handle!(write now "flush", Flush, |db, _m| db.flush());
 handle!(write "put_outage", PutOutage, |db, m| db.put_outage(&m.0));
 handle!(GetLastOutage, |db, m| db.last_outage(m.0));

@@ -1,0 +1,174 @@
+//! [`DurableDb`]: a [`ChainsDb`] whose readers only ever see what reached the disk.
+//!
+//! sled applies a write in memory before it flushes it. When the flush fails (a full disk), the
+//! write stays visible in memory although the disk never got it, and sled refuses every later
+//! write with the same error for as long as the process keeps it open, even once space returns.
+//! So the first disk error closes the database: the value is dropped, every call meanwhile is
+//! [`StorageError::Unavailable`], and the first call at least [`REOPEN_EVERY`] later reopens it
+//! from its directory, which holds exactly what became durable (sled recovers a transaction
+//! whole or not at all). What the process had not made durable is forgotten; the writers reload
+//! their tips from the reopened database and write it again.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use tracing::{debug, error, info};
+
+use crate::{ChainsDb, Result, StorageError, WriteGate};
+
+/// How often a closed database is reopened, at most.
+pub const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct DurableDb {
+    state: State,
+    /// Where to reopen it from (`None`: in memory, never reopened).
+    path: Option<PathBuf>,
+    /// Carried over to every reopened value: identity verification outlives a disk failure.
+    gate: WriteGate,
+}
+
+#[derive(Debug)]
+// One value per process, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    Open(ChainsDb),
+    /// Closed by a disk failure.
+    Closed {
+        cause: String,
+        at: Instant,
+        last_attempt: Instant,
+    },
+}
+
+impl DurableDb {
+    /// Wraps an open database.
+    pub fn new(db: ChainsDb) -> Self {
+        Self { path: db.path().map(ToOwned::to_owned), gate: db.write_gate(), state: State::Open(db) }
+    }
+
+    /// Runs `f` on the database, reopening it first if a disk failure closed it (at most once
+    /// per [`REOPEN_EVERY`]). A sled error from `f` closes it; the caller gets
+    /// [`StorageError::Unavailable`].
+    pub fn run<T>(&mut self, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
+        self.run_with(false, f)
+    }
+
+    /// [`Self::run`], reopening now however recently the last attempt failed (a stop's final
+    /// flush must not fail only because it came soon after an attempt).
+    pub fn run_now<T>(&mut self, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
+        self.run_with(true, f)
+    }
+
+    /// Whether the database is open (no disk failure, or reopened since).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// The open database, without trying to reopen a closed one.
+    pub fn current(&mut self) -> Option<&mut ChainsDb> {
+        match &mut self.state {
+            State::Open(db) => Some(db),
+            State::Closed { .. } => None,
+        }
+    }
+
+    fn run_with<T>(&mut self, now: bool, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
+        if now || self.reopen_due() {
+            self.reopen();
+        }
+        let result = match &mut self.state {
+            State::Open(db) => f(db),
+            State::Closed { cause, at, .. } => {
+                return Err(StorageError::Unavailable { cause: cause.clone(), since: at.elapsed() });
+            }
+        };
+        match result {
+            Err(StorageError::Sled(e)) => Err(self.close(e)),
+            other => other,
+        }
+    }
+
+    fn reopen_due(&self) -> bool {
+        matches!(self.state, State::Closed { last_attempt, .. } if last_attempt.elapsed() >= REOPEN_EVERY)
+    }
+
+    /// Reopens a closed database from its directory, if it can.
+    fn reopen(&mut self) {
+        let (State::Closed { at, last_attempt, .. }, Some(path)) = (&mut self.state, &self.path) else {
+            return;
+        };
+        *last_attempt = Instant::now();
+        match ChainsDb::open(path) {
+            Ok(mut db) => {
+                db.gate = self.gate.clone();
+                info!(
+                    target: "storage",
+                    path = %path.display(),
+                    closed_for = ?at.elapsed(),
+                    latest_l1 = ?db.latest_l1().ok().flatten().map(|b| b.number),
+                    "reopened the database from disk after a disk failure: writing resumes from what is durable"
+                );
+                self.state = State::Open(db);
+            }
+            Err(e) => {
+                debug!(target: "storage", path = %path.display(), error = %e, "the database cannot be reopened yet")
+            }
+        }
+    }
+
+    /// Drops the database after a disk failure; the error for the call that met it.
+    fn close(&mut self, e: sled::Error) -> StorageError {
+        let cause = e.to_string();
+        error!(
+            target: "storage",
+            path = ?self.path,
+            %cause,
+            reopen_every = ?REOPEN_EVERY,
+            "the disk failed: closed the database so that nothing it had not made durable is served; reopening it from disk until the disk accepts writes"
+        );
+        // Dropping it releases sled's lock on the directory, so that it can be reopened.
+        let now = Instant::now();
+        self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now };
+        StorageError::Unavailable { cause, since: Duration::ZERO }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_database_reopens_from_disk_with_its_write_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = DurableDb::new(ChainsDb::open(dir.path()).unwrap());
+        let gate = durable.current().unwrap().write_gate();
+        gate.close();
+        let err = durable.run(|_| Err::<(), _>(sled::Error::Io(std::io::ErrorKind::StorageFull.into()).into()));
+        assert!(matches!(err, Err(StorageError::Unavailable { .. })), "{err:?}");
+        assert!(!durable.is_open());
+        // Within REOPEN_EVERY of the failure: still closed, nothing runs.
+        let mut ran = false;
+        let err = durable.run(|_| {
+            ran = true;
+            Ok(())
+        });
+        assert!(matches!(err, Err(StorageError::Unavailable { .. })) && !ran, "{err:?}");
+        // A stop's flush reopens at once; the reopened value shares the gate.
+        durable.run_now(|db| db.flush()).unwrap();
+        assert!(durable.is_open());
+        assert!(durable.current().unwrap().write_gate().is_closed());
+        gate.open();
+        assert!(!durable.current().unwrap().write_gate().is_closed());
+    }
+
+    #[test]
+    fn a_database_in_memory_stays_closed() {
+        let mut durable = DurableDb::new(ChainsDb::temporary().unwrap());
+        let _ = durable.run(|_| Err::<(), _>(sled::Error::Io(std::io::ErrorKind::StorageFull.into()).into()));
+        assert!(matches!(durable.run_now(|db| db.flush()), Err(StorageError::Unavailable { .. })));
+    }
+}
