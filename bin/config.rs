@@ -57,6 +57,8 @@ pub struct L1Config {
     pub request_timeout_ms: u64,
     /// The largest answer read from the node, in bytes; unset: [`response_bytes_for`] the batch.
     pub max_response_bytes: Option<u64>,
+    /// How long the node's latest block may stay unchanged before the node counts as stuck.
+    pub head_stall_secs: u64,
 }
 
 /// What a block answer may take in a batch by default: a header with its transaction hashes and
@@ -103,6 +105,7 @@ impl Default for L1Config {
             batch_size: 500,
             request_timeout_ms: 10_000,
             max_response_bytes: None,
+            head_stall_secs: 120,
         }
     }
 }
@@ -525,6 +528,7 @@ impl Config {
             ("l1.heads_poll_interval_ms", self.l1.heads_poll_interval_ms),
             ("l1.batch_size", self.l1.batch_size),
             ("l1.request_timeout_ms", self.l1.request_timeout_ms),
+            ("l1.head_stall_secs", self.l1.head_stall_secs),
         ] {
             if value == 0 {
                 return err(key, "must be greater than 0");
@@ -628,6 +632,7 @@ mod tests {
         assert!(msg("[l1]\nrpc_urll = \"http://x\"").contains("rpc_urll"));
         assert!(msg("[l1]\nrpc_url = \"ftp://x\"").contains("`l1.rpc_url`"));
         assert!(msg("[l1]\nrpc_url = \"http://x\"\nbatch_size = 0").contains("`l1.batch_size`"));
+        assert!(msg("[l1]\nrpc_url = \"http://x\"\nhead_stall_secs = 0").contains("`l1.head_stall_secs`"));
         assert!(msg("").contains("`l1.rpc_url`"));
         let dup = "[l1]\nrpc_url = \"http://x\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://y\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://z\"";
         assert!(msg(dup).contains("`chains[1].chain_id`"));

@@ -185,6 +185,7 @@ impl Node {
         let l1_timing = WatcherTiming {
             poll_interval: Duration::from_millis(config.l1.poll_interval_ms),
             heads_interval: Some(Duration::from_millis(config.l1.heads_poll_interval_ms)),
+            head_stall_after: Some(Duration::from_secs(config.l1.head_stall_secs)),
             ..WatcherTiming::default()
         };
         let l1_watcher = {

@@ -24,6 +24,11 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("l1.batch_size", "integer", "Blocks per batched request while catching up (1..=10000)."),
     ("l1.request_timeout_ms", "integer", "Timeout of one request to any node (L1 and L2)."),
     (
+        "l1.head_stall_secs",
+        "integer",
+        "How long the L1 node's latest block may stay the same before the node counts as stuck: each poll then counts in `node_head_failures_total{kind=\"stalled\"}`, a warning is logged once and `/readyz` fails. The default is ten 12 s slots; raise it for a chain with slower blocks.",
+    ),
+    (
         "l1.max_response_bytes",
         "integer",
         "Largest answer (a whole batch) read from the L1 node; a larger one is refused (`answer larger than N bytes`), never buffered. Unset: `batch_size` × 64 KiB + 1 MiB. At least 4096.",

@@ -278,10 +278,27 @@ async fn a_node_answering_null_for_latest_is_counted_said_once_and_unready() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latest_block_that_stops_changing_while_the_node_answers_is_unready_after_the_bound() -> Result<()> {
+    // The default bound is 120 s of an unchanged latest block.
+    frozen_head_is_unready_after(None, Duration::from_secs(240)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_stall_bound_is_configurable() -> Result<()> {
+    frozen_head_is_unready_after(Some(2), Duration::from_secs(30)).await
+}
+
+/// The node's latest block freezes: `/readyz` fails within `within` (the bound is
+/// `l1.head_stall_secs`, or its default), the stall is counted and said once, and all clears
+/// once the node moves again.
+async fn frozen_head_is_unready_after(head_stall_secs: Option<u64>, within: Duration) -> Result<()> {
     let anvil = Anvil::spawn(AnvilOptions::default()).await?;
     anvil.mine(20).await?;
     let proxy = Proxy::start(anvil.addr()).await?;
-    let mut sup = Supervisor::start(&Spec::new(proxy.url())).await?;
+    let mut spec = Spec::new(proxy.url());
+    if let Some(secs) = head_stall_secs {
+        spec.extra_l1 = format!("head_stall_secs = {secs}\n");
+    }
+    let mut sup = Supervisor::start(&spec).await?;
     sup.wait_l1(20, &hash_at(&anvil, 20).await?, WAIT).await?;
 
     // The node keeps naming block 20 as its latest while the chain goes on.
@@ -293,11 +310,12 @@ async fn a_latest_block_that_stops_changing_while_the_node_answers_is_unready_af
         frozen.clone()
     }));
     anvil.mine(5).await?;
-    // The default bound is 120 s of an unchanged latest block.
-    let unready = wait_ready(&sup, 503, Duration::from_secs(240)).await?;
+    let unready = wait_ready(&sup, 503, within).await?;
     assert!(frozen_seen.load(Ordering::Relaxed));
     let error = l1_check(&unready)["error"].as_str().context("the l1 check's error")?.to_owned();
     assert!(error.contains("#20") && error.contains("has not changed for"), "{unready}");
+    let bound = format!("(bound {} s)", head_stall_secs.unwrap_or(120));
+    assert!(error.contains(&bound), "{bound}: {unready}");
     // `/readyz` sees the stall grow between polls; the next poll counts it and says it.
     let stalled = "node_head_failures_total{watcher=\"l1\",kind=\"stalled\"}";
     wait_for("stalled polls counted", WAIT, POLL, || async { Ok((sup.metric(stalled).await? >= 5.0).then_some(())) })
