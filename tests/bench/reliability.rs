@@ -1,0 +1,2 @@
+//! The reliability suite (placeholder; see tools/reliability.sh).
+fn main() {}
