@@ -188,6 +188,10 @@ pub struct ChainConfig {
     pub chain_id: u64,
     /// The chain's node.
     pub rpc_url: String,
+    /// The chain's rollup node (op-node, kona-node): if set, the derivation log records what it
+    /// derived (`optimism_syncStatus`), and `derivation_tag` is not used.
+    #[serde(default)]
+    pub rollup_rpc_url: Option<String>,
     /// Which head of the chain counts as derived.
     #[serde(default = "default_tag")]
     pub derivation_tag: BlockTag,
@@ -548,6 +552,9 @@ impl Config {
                 return err(&key("chain_id"), &format!("chain {} is listed twice", chain.chain_id));
             }
             check_url(&key("rpc_url"), &chain.rpc_url)?;
+            if let Some(url) = &chain.rollup_rpc_url {
+                check_url(&key("rollup_rpc_url"), url)?;
+            }
             if chain.poll_interval_ms == 0 {
                 return err(&key("poll_interval_ms"), "must be greater than 0");
             }

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use actix::{Addr, Supervisor, System};
+use actix::{Addr, Recipient, Supervisor, System};
 use alloy::primitives::Address;
 use anyhow::Context as _;
 use rollup_supervisor_actors::uptime::{
@@ -23,10 +23,11 @@ use rollup_supervisor_actors::{
         ChainsDbActor,
         messages::{Flush, RegisterChain},
     },
+    derivation::RollupFollower,
     follow::{FollowConfig, Follower},
     metrics::Metrics,
     rpc::{BlockTag, EthRpc},
-    watcher::{L1Target, L1Watcher, L2Target, L2Watcher, WatcherTiming, messages::Shutdown},
+    watcher::{L1Target, L1Watcher, L2Target, L2Watcher, RollupWatcher, WatcherTiming, messages::Shutdown},
 };
 use rollup_supervisor_signer::Signer;
 use rollup_supervisor_storage::{ChainIdentity, ChainMode, ChainsDb, IdentityOf, WriteGate};
@@ -90,7 +91,7 @@ pub struct Node {
     /// The database actor.
     pub db: Addr<ChainsDbActor>,
     l1_watcher: Addr<L1Watcher>,
-    l2_watchers: Vec<Addr<L2Watcher>>,
+    l2_watchers: Vec<Recipient<Shutdown>>,
     rpc_server: RpcServer,
     http_server: HttpServer,
     /// A start-up check that failed after the servers came up (the L1 chain id).
@@ -123,6 +124,15 @@ impl Node {
                 .with_max_response_bytes(chain.max_response_bytes())
                 .with_metrics(metrics.clone(), format!("l2_{id}"));
             l2_rpcs.push(rpc);
+        }
+        let mut rollup_rpcs = BTreeMap::new();
+        for chain in &config.chains {
+            let (id, Some(url)) = (chain.chain_id, &chain.rollup_rpc_url) else { continue };
+            let rpc = EthRpc::new(url, timeout)
+                .map_err(|e| anyhow::anyhow!("chains.{id}.rollup_rpc_url: {e}"))?
+                .with_max_response_bytes(chain.max_response_bytes())
+                .with_metrics(metrics.clone(), format!("rollup_{id}"));
+            rollup_rpcs.insert(id, rpc);
         }
         // Every sequencer a chain's report goes to: its own node, then each of `submit_urls`.
         // Their requests give up within two checks (1..=request_timeout_ms), so a dead endpoint
@@ -172,7 +182,9 @@ impl Node {
 
         let db = ChainsDbActor::start(db, metrics.clone());
         for chain in &config.chains {
-            db.send(RegisterChain { chain: chain.chain_id, mode: ChainMode::FollowsL1 }).await??;
+            let mode =
+                if rollup_rpcs.contains_key(&chain.chain_id) { ChainMode::Explicit } else { ChainMode::FollowsL1 };
+            db.send(RegisterChain { chain: chain.chain_id, mode }).await??;
         }
 
         let l1_cfg = FollowConfig {
@@ -181,6 +193,7 @@ impl Node {
             batch_size: config.l1.batch_size,
             start_block: config.l1.start_block,
             expected_chain_id: config.l1.chain_id,
+            rewind_when_behind: false,
         };
         let l1_timing = WatcherTiming {
             poll_interval: Duration::from_millis(config.l1.poll_interval_ms),
@@ -193,31 +206,41 @@ impl Node {
             Supervisor::start(move |_| {
                 let store = L1Target::new(db);
                 let follower = Follower::new("l1", l1_rpc, store.clone(), l1_cfg, metrics.clone());
-                L1Watcher::new(follower, store, l1_timing, metrics)
+                L1Watcher::new(follower, l1_timing, metrics)
             })
         };
 
-        let mut l2_watchers: Vec<Addr<L2Watcher>> = Vec::new();
+        let mut l2_watchers: Vec<Recipient<Shutdown>> = Vec::new();
         for (chain, rpc) in config.chains.iter().zip(&l2_rpcs) {
             let (id, rpc) = (chain.chain_id, rpc.clone());
-            let cfg = FollowConfig {
-                tag: chain.derivation_tag,
-                confirmations: 0,
-                batch_size: chain.batch_size,
-                start_block: None,
-                expected_chain_id: Some(id),
-            };
             let timing = WatcherTiming {
                 poll_interval: Duration::from_millis(chain.poll_interval_ms),
                 heads_interval: None,
                 ..WatcherTiming::default()
             };
             let (db, metrics) = (db.clone(), metrics.clone());
-            l2_watchers.push(Supervisor::start(move |_| {
-                let store = L2Target::new(db, id);
-                let follower = Follower::new(format!("l2_{id}"), rpc, store.clone(), cfg, metrics.clone());
-                L2Watcher::new(follower, store, timing, metrics)
-            }));
+            if let Some(rollup) = rollup_rpcs.remove(&id) {
+                let batch = chain.batch_size;
+                let watcher = Supervisor::start(move |_| {
+                    let follower = RollupFollower::new(id, rollup, rpc, db, batch, metrics.clone());
+                    RollupWatcher::new(follower, timing, metrics)
+                });
+                l2_watchers.push(watcher.recipient());
+                continue;
+            }
+            let cfg = FollowConfig {
+                tag: chain.derivation_tag,
+                confirmations: 0,
+                batch_size: chain.batch_size,
+                start_block: None,
+                expected_chain_id: Some(id),
+                rewind_when_behind: true,
+            };
+            let watcher = Supervisor::start(move |_| {
+                let follower = Follower::new(format!("l2_{id}"), rpc, L2Target::new(db, id), cfg, metrics.clone());
+                L2Watcher::new(follower, timing, metrics)
+            });
+            l2_watchers.push(watcher.recipient());
         }
 
         let mut uptime = BTreeMap::new();

@@ -63,7 +63,16 @@ const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("chains[].chain_id", "integer", "The L2 chain's id; its node must serve it. Required."),
     ("chains[].rpc_url", "URL", "The L2 node's JSON-RPC endpoint. Required."),
-    ("chains[].derivation_tag", "string", "Which L2 head counts as derived: `latest`, `safe` or `finalized`."),
+    (
+        "chains[].rollup_rpc_url",
+        "URL",
+        "The chain's rollup node (op-node, kona-node). Set: the derivation log records what the rollup node derived (`optimism_syncStatus`, and `optimism_safeHeadAtL1Block` where served), each L2 block against the L1 block it was derived from. Unset: the L2 watcher records the `derivation_tag` head as derived from the newest recorded L1 block when seen (\"observed as of\", not derivation).",
+    ),
+    (
+        "chains[].derivation_tag",
+        "string",
+        "Without `rollup_rpc_url`: which L2 head counts as derived: `latest`, `safe` or `finalized`. Its source is the newest L1 block recorded when the block was seen, not the L1 block it was derived from.",
+    ),
     ("chains[].poll_interval_ms", "integer", "Between polls of the L2 head."),
     ("chains[].batch_size", "integer", "L2 blocks per batched request (1..=10000)."),
     (
@@ -138,6 +147,16 @@ pub const METHODS: &[(&str, &str, &str)] = &[
     ("supervisor_syncStatus", "none", "L1 latest/safe/finalized and each chain's local-safe pair."),
     ("supervisor_l1BlockByNumber", "`number`", "The recorded canonical L1 block at that height."),
     ("supervisor_localSafe", "`chainId`", "The chain's newest (L1 source, derived L2) pair."),
+    (
+        "supervisor_finalizedL1",
+        "none",
+        "The finalized L1 block, as the L1 index recorded it (a block the L1 node named finalized, checked against the index).",
+    ),
+    (
+        "supervisor_finalized",
+        "`chainId`",
+        "The chain's finalized L2 block: the newest L2 block derived from an L1 block at or below our finalized L1 block. A rollup node's own `finalized_l2` is not trusted over it.",
+    ),
     ("supervisor_derivedAt", "`chainId`, `l1Number`", "The newest L2 block derived as of that L1 block."),
     ("supervisor_derivedFrom", "`chainId`, `l2Number`", "The L1 block that L2 block was first derived from."),
     ("supervisor_uptimeStatus", "`chainId`", "Watchdog view, signer health and the last outage's journal record."),

@@ -206,6 +206,23 @@ fn module(
         let (Quantity(chain), Quantity(l2)) = params::<(Quantity, Quantity)>(&p)?;
         ctx.db.send(GetDerivedFrom { chain, l2 }).await.map_err(mailbox_err)?.map_err(storage_err)
     })?;
+    m.register_async_method("supervisor_finalizedL1", |_p, ctx: Arc<Ctx>, _| async move {
+        let finalized = ctx.db.send(GetFinalized(None)).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        some_or_not_found(finalized.map(|(l1, _)| l1), || "no finalized L1 block is recorded yet".to_owned())
+    })?;
+    m.register_async_method("supervisor_finalized", |p, ctx: Arc<Ctx>, _| async move {
+        let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
+        let finalized = ctx.db.send(GetFinalized(Some(chain))).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        let Some((l1, l2)) = finalized else {
+            return Err(err(NOT_FOUND, "no finalized L1 block is recorded yet"));
+        };
+        some_or_not_found(l2, || {
+            format!(
+                "chain {chain} has no L2 block derived from an L1 block at or below the finalized L1 block {}",
+                l1.number
+            )
+        })
+    })?;
     m.register_async_method("supervisor_uptimeStatus", |p, ctx: Arc<Ctx>, _| async move {
         let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
         let handles = ctx.uptime(chain)?;

@@ -36,6 +36,60 @@ pub trait FollowStore {
     }
 }
 
+/// A heads poll: see [`Step::heads_poll`].
+pub type HeadsPoll = std::pin::Pin<Box<dyn Future<Output = Result<(), FollowError>>>>;
+
+/// What a [`Watcher`](crate::watcher::Watcher) runs, one step at a time: a [`Follower`], or
+/// a chain's [`RollupFollower`](crate::derivation::RollupFollower).
+pub trait Step: Unpin + 'static {
+    /// The name used in logs and metric labels.
+    fn name(&self) -> &str;
+    /// One round of work.
+    fn step(&mut self) -> impl Future<Output = Result<Progress, FollowError>>;
+    /// Forgets everything cached: the next step reloads its state (after a restart).
+    fn reset(&mut self);
+    /// Whether it follows a node's `latest` block (and so checks that it is alive).
+    fn follows_latest(&self) -> bool {
+        false
+    }
+    /// What the node answered for `latest` in the last step that asked, once; see
+    /// [`Follower::take_head_answer`].
+    fn take_head_answer(&mut self) -> Option<Option<BlockRef>> {
+        None
+    }
+    /// A poll of the node's labelled heads (L1: safe and finalized), if it has any.
+    fn heads_poll(&self) -> Option<HeadsPoll> {
+        None
+    }
+}
+
+impl<S: FollowStore + Clone + Unpin + 'static> Step for Follower<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn step(&mut self) -> impl Future<Output = Result<Progress, FollowError>> {
+        Follower::step(self)
+    }
+
+    fn reset(&mut self) {
+        Follower::reset(self);
+    }
+
+    fn follows_latest(&self) -> bool {
+        self.cfg.tag == BlockTag::Latest
+    }
+
+    fn take_head_answer(&mut self) -> Option<Option<BlockRef>> {
+        Follower::take_head_answer(self)
+    }
+
+    fn heads_poll(&self) -> Option<HeadsPoll> {
+        let (store, rpc) = (self.store.clone(), self.rpc.clone());
+        Some(Box::pin(async move { store.poll_heads(&rpc).await }))
+    }
+}
+
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
@@ -58,6 +112,10 @@ pub enum FollowError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Storage(#[from] StorageError),
+    /// The step must wait for something outside it (the L1 index to reach a block, a node to
+    /// catch up, or two nodes to agree).
+    #[error("{0}")]
+    Waiting(String),
     /// The database actor is gone.
     #[error("database actor unreachable: {0}")]
     DbGone(#[from] MailboxError),
@@ -76,7 +134,10 @@ impl FollowError {
     /// attributed to an L1 block before the L1 index holds one, as on a fresh start; nothing is
     /// recorded before the supervisor has compared the datadir's chain identity with the nodes).
     pub fn is_waiting(&self) -> bool {
-        matches!(self, FollowError::Storage(StorageError::NoL1 | StorageError::IdentityUnverified))
+        matches!(
+            self,
+            FollowError::Waiting(_) | FollowError::Storage(StorageError::NoL1 | StorageError::IdentityUnverified)
+        )
     }
 
     /// Errors the follower cannot handle by waiting: the actor stops and its supervisor restarts
@@ -106,6 +167,11 @@ pub struct FollowConfig {
     pub start_block: Option<u64>,
     /// The chain id the node must serve, checked before the first step after every (re)start.
     pub expected_chain_id: Option<u64>,
+    /// A node whose chain is shorter than the store (it lacks the stored tip, or has another
+    /// block there) was reset or restored from an older snapshot: rewind to what it still has.
+    /// For L2 nodes; an L1 node that lags (behind a load balancer, say) must not rewind the
+    /// L1 index, so there a shorter chain is waited out.
+    pub rewind_when_behind: bool,
 }
 
 /// What a step achieved.
@@ -206,10 +272,26 @@ impl<S: FollowStore> Follower<S> {
             // were stopped.
             let node = self.rpc.block_by_number(target).await?;
             let stored = self.store.stored(target, target).await?;
-            return match (node, stored.first()) {
-                (Some(n), Some(s)) if n.hash != s.hash => self.rewind_from(target, tip).await,
-                _ => Ok(Progress::Idle),
-            };
+            if let (Some(n), Some(s)) = (node, stored.first())
+                && n.hash != s.hash
+            {
+                return self.rewind_from(target, tip).await;
+            }
+            if self.cfg.rewind_when_behind && target < tip.number {
+                let at_tip = self.rpc.block_by_number(tip.number).await?;
+                if at_tip.is_none_or(|b| b.hash != tip.hash) {
+                    warn!(
+                        target: "follow",
+                        watcher = %self.name,
+                        node_head = target,
+                        stored_tip = tip.number,
+                        "the node no longer has the stored tip (reset, or restored from an older snapshot): rewinding to the newest block it still has"
+                    );
+                    self.metrics.inc(&metrics::NODE_RESETS, &[("watcher", self.name.as_str())]);
+                    return self.rewind_from(tip.number, tip).await;
+                }
+            }
+            return Ok(Progress::Idle);
         }
 
         let to = target.min(tip.number.saturating_add(self.cfg.batch_size.max(1)));

@@ -13,6 +13,7 @@
 
 pub mod backoff;
 pub mod chains_db;
+pub mod derivation;
 pub mod follow;
 pub mod metrics;
 pub mod rpc;

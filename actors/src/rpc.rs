@@ -2,6 +2,7 @@
 //! our own HTTP transport ([`BoundedHttp`]), with a request timeout, a bound on the size of every
 //! answer and strict validation of what the node answers.
 
+mod rollup;
 mod transport;
 
 use std::{
@@ -15,6 +16,7 @@ use alloy::{
     rpc::client::RpcClient,
     transports::{TransportError, TransportErrorKind, http::reqwest},
 };
+pub use rollup::{BlockId, NodeRef, SafeHeadAt, SafeHeadError, SyncStatus};
 use rollup_supervisor_signer::redact;
 use rollup_supervisor_storage::BlockRef;
 use serde::{Deserialize, Serialize};

@@ -143,11 +143,12 @@ async fn heads_polls_run_one_at_a_time_when_the_node_is_slower_than_the_interval
         batch_size: 10,
         start_block: None,
         expected_chain_id: None,
+        rewind_when_behind: false,
     };
     let metrics = Metrics::default();
     let timing = WatcherTiming { heads_interval: Some(Duration::from_millis(5)), ..fast_timing() };
     let follower = Follower::new("slow", rpc, store.clone(), cfg, metrics.clone());
-    let _addr = Watcher::new(follower, store.clone(), timing, metrics).start();
+    let _addr = Watcher::new(follower, timing, metrics).start();
     assert!(eventually(10, async || store.polls.get() >= 4).await, "the heads were not polled");
     assert_eq!(store.most_at_once.get(), 1, "heads polls overlapped: their writes could land in any order");
 }
@@ -188,7 +189,7 @@ fn fast_timing() -> WatcherTiming {
     }
 }
 
-fn fake_watcher(store: FakeStore, metrics: Metrics) -> Watcher<FakeStore> {
+fn fake_watcher(store: FakeStore, metrics: Metrics) -> Watcher<Follower<FakeStore>> {
     // Nothing listens on port 9; the node is never reached when the store fails first.
     let rpc = EthRpc::new("http://127.0.0.1:9", Duration::from_millis(200)).expect("url");
     let cfg = FollowConfig {
@@ -197,8 +198,9 @@ fn fake_watcher(store: FakeStore, metrics: Metrics) -> Watcher<FakeStore> {
         batch_size: 10,
         start_block: None,
         expected_chain_id: None,
+        rewind_when_behind: false,
     };
-    Watcher::new(Follower::new("fake", rpc, store.clone(), cfg, metrics.clone()), store, fast_timing(), metrics)
+    Watcher::new(Follower::new("fake", rpc, store, cfg, metrics.clone()), fast_timing(), metrics)
 }
 
 #[actix::test]

@@ -497,9 +497,12 @@ impl ChainsDb {
         self.commit(ws)
     }
 
-    /// Removes every derived L2 block above `to_l2` from `chain`'s log (an L2 reorg). The chain
-    /// keeps its head: it has still finished with those L1 blocks, and the newest remaining L2
-    /// block is what it derived as of them. Rewinding below the first entry empties the log.
+    /// Removes every derived L2 block above `to_l2` from `chain`'s log (an L2 reorg, or an L2
+    /// node reset behind the log). A chain that follows L1 keeps its head: it has still finished
+    /// with those L1 blocks, and the newest remaining L2 block is what it derived as of them. An
+    /// explicit chain's head goes back to the source of the newest remaining L2 block, so that
+    /// the rollup node's re-derivation is recorded from there. Rewinding below the first entry
+    /// empties the log.
     pub fn rewind_chain(&mut self, chain: ChainId, to_l2: u64) -> Result<()> {
         self.writable()?;
         let tree = self.l2_tree(chain)?;
@@ -508,17 +511,23 @@ impl ChainsDb {
             ws.l2(chain).remove(key?);
         }
         let first = tree.first()?.map(|(k, _)| codec::decode_num_key("l2", &k)).transpose()?;
+        let mut state = self.chain_state(chain)?;
         if first.is_some_and(|f| f > to_l2) {
-            let mut state = self.chain_state(chain)?;
             state.head = None;
             state.finished = false;
             ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
             self.identity_on_emptied(&mut ws, IdentityOf::L2(chain))?;
+        } else if state.mode == ChainMode::Explicit
+            && let Some((_, source)) = self.l2_row(chain, to_l2)?
+            && state.head != Some(source)
+        {
+            state.head = Some(source);
+            state.finished = false;
+            ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
         }
         self.commit(ws)
     }
 
-    /// The newest entry of `chain`'s log, `None` while it is empty.
     pub fn latest(&self, chain: ChainId) -> Result<Option<DerivedPair>> {
         let tip = self.chain_tip(chain)?;
         match (tip.state.head, tip.last) {
@@ -527,6 +536,19 @@ impl ChainsDb {
                 Ok(Some(DerivedPair { source, derived }))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// The newest L2 block of `chain` derived from an L1 block at or below `l1` (the finalized
+    /// L1 block: the chain's finalized L2 block by our own L1 finality). `None` if the log has
+    /// nothing derived that early. A log whose head is below `l1` answers its newest block: every
+    /// block it holds is derived from L1 at or below it.
+    pub fn finalized_l2(&self, chain: ChainId, l1: u64) -> Result<Option<BlockRef>> {
+        match self.derived_at(chain, l1) {
+            Ok(block) => Ok(Some(block)),
+            Err(StorageError::NotDerivedYet { .. }) => Ok(self.latest(chain)?.map(|p| p.derived)),
+            Err(StorageError::EmptyChain(_) | StorageError::BeforeStart { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

@@ -425,6 +425,33 @@ fn rewind_chain_truncates_and_keeps_the_head() {
 }
 
 #[test]
+fn an_explicit_chain_rewinds_its_head_to_the_source_of_the_newest_remaining_block() {
+    let mut db = db_with_l1(0..=4);
+    db.add_chain(1, ChainMode::Explicit).unwrap();
+    db.record_derived_batch(1, &[(l1(1), l2(5)), (l1(2), l2(5)), (l1(2), l2(6)), (l1(3), l2(6)), (l1(4), l2(6))])
+        .unwrap();
+    db.rewind_chain(1, 5).unwrap();
+    assert_eq!(db.latest(1).unwrap(), Some(DerivedPair { source: l1(1), derived: l2(5) }));
+    // Re-derivation goes on from there, with other sources than before.
+    db.record_derived_batch(1, &[(l1(2), l2(5)), (l1(3), l2(5)), (l1(3), l2(6))]).unwrap();
+    assert_eq!(db.derived_from(1, 6).unwrap(), l1(3));
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn the_finalized_l2_block_is_the_newest_derived_at_or_below_the_finalized_l1_block() {
+    let mut db = db_with_l1(0..=6);
+    db.add_chain(1, ChainMode::Explicit).unwrap();
+    assert_eq!(db.finalized_l2(1, 3).unwrap(), None, "empty log");
+    db.record_derived_batch(1, &[(l1(2), l2(5)), (l1(3), l2(5)), (l1(3), l2(6)), (l1(4), l2(6)), (l1(4), l2(7))])
+        .unwrap();
+    assert_eq!(db.finalized_l2(1, 1).unwrap(), None, "before the log starts");
+    assert_eq!(db.finalized_l2(1, 2).unwrap(), Some(l2(5)));
+    assert_eq!(db.finalized_l2(1, 3).unwrap(), Some(l2(6)));
+    assert_eq!(db.finalized_l2(1, 6).unwrap(), Some(l2(7)), "a log behind the finalized block");
+}
+
+#[test]
 fn reopen_keeps_everything_and_schema_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let before = {

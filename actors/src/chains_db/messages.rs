@@ -46,7 +46,19 @@ pub struct NewDerivedBlocks {
     pub blocks: Vec<BlockRef>,
 }
 
-/// `chain` reorged: drop every derived block above `common_ancestor`. Sent by its L2 watcher.
+/// Derivation-log entries `(source L1, derived L2)` of an explicit chain, as its rollup node
+/// derived them, recorded in one write. Sent by the chain's `RollupWatcher`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Recorded, StorageError>")]
+pub struct NewDerivationPairs {
+    /// The L2 chain.
+    pub chain: ChainId,
+    /// Consecutive entries; each advances one side by one block.
+    pub entries: Vec<(BlockRef, BlockRef)>,
+}
+
+/// `chain` reorged, or its node was reset behind the log: drop every derived block above
+/// `common_ancestor`. Sent by its L2 watcher or rollup watcher.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), StorageError>")]
 pub struct L2Reorg {
@@ -55,6 +67,12 @@ pub struct L2Reorg {
     /// The highest stored L2 block still canonical.
     pub common_ancestor: u64,
 }
+
+/// The finalized L1 block, and `chain`'s newest L2 block derived from an L1 block at or below it
+/// (`None`: nothing derived that early), as our own L1 finality says.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<(BlockRef, Option<BlockRef>)>, StorageError>")]
+pub struct GetFinalized(pub Option<ChainId>);
 
 /// Registers a chain's derivation log (idempotent). Sent once per chain at start-up.
 #[derive(Debug, Message)]

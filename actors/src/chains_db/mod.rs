@@ -168,6 +168,7 @@ handle!(write "rewind_l1", L1Reorg, |db, m| {
 });
 handle!(write "set_heads", NewL1Heads, |db, m| db.set_heads(m.safe, m.finalized));
 handle!(write "record_derived", NewDerivedBlocks, |db, m| db.record_derived_from_head(m.chain, &m.blocks));
+handle!(write "record_derived", NewDerivationPairs, |db, m| db.record_derived_batch(m.chain, &m.entries));
 handle!(write "rewind_chain", L2Reorg, |db, m| {
     warn!(target: "chains_db", chain = m.chain, common_ancestor = m.common_ancestor, "rewinding chain");
     db.rewind_chain(m.chain, m.common_ancestor)
@@ -196,6 +197,14 @@ handle!(GetL1Block, |db, m| db.l1_block(m.0));
 handle!(GetLocalSafe, |db, m| db.latest(m.0));
 handle!(GetDerivedAt, |db, m| db.derived_at(m.chain, m.l1));
 handle!(GetDerivedFrom, |db, m| db.derived_from(m.chain, m.l2));
+handle!(GetFinalized, |db, m| {
+    let Some(l1) = db.heads()?.finalized else { return Ok(None) };
+    let l2 = match m.0 {
+        Some(chain) => db.finalized_l2(chain, l1.number)?,
+        None => None,
+    };
+    Ok(Some((l1, l2)))
+});
 handle!(Check, |db, _m| db.check());
 // The stop's last write: a database closed by a disk failure is reopened now, not after the usual
 // wait, so that a stop once space has returned flushes and exits cleanly.

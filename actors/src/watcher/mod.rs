@@ -32,15 +32,17 @@ pub use self::stores::{L1Target, L2Target};
 use self::{liveness::HeadLiveness, messages::*};
 use crate::{
     backoff::Backoff,
-    follow::{FollowError, FollowStore, Follower, Progress},
+    derivation::RollupFollower,
+    follow::{FollowError, Follower, Progress, Step},
     metrics::{self, Metrics},
-    rpc::BlockTag,
 };
 
 /// Follows L1 into the L1 index (and its safe/finalized heads).
-pub type L1Watcher = Watcher<L1Target>;
-/// Follows one L2 chain into its derivation log.
-pub type L2Watcher = Watcher<L2Target>;
+pub type L1Watcher = Watcher<Follower<L1Target>>;
+/// Follows one L2 chain's node into its derivation log ("observed as of").
+pub type L2Watcher = Watcher<Follower<L2Target>>;
+/// Follows one L2 chain's rollup node into its derivation log (what it derived).
+pub type RollupWatcher = Watcher<RollupFollower>;
 
 /// Timing of a [`Watcher`].
 #[derive(Clone, Debug)]
@@ -84,10 +86,9 @@ impl Default for WatcherTiming {
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct Watcher<S: FollowStore + Clone + Unpin + 'static> {
+pub struct Watcher<F: Step> {
     name: String,
-    follower: Option<Follower<S>>,
-    store: S,
+    follower: Option<F>,
     timing: WatcherTiming,
     metrics: Metrics,
     retry: Backoff,
@@ -101,20 +102,20 @@ pub struct Watcher<S: FollowStore + Clone + Unpin + 'static> {
     heads_in_flight: bool,
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
-    /// A watcher over `follower`; `store` is a handle to the same store, for the heads poll.
-    pub fn new(follower: Follower<S>, store: S, timing: WatcherTiming, metrics: Metrics) -> Self {
+impl<F: Step> Watcher<F> {
+    /// A watcher over `follower`.
+    pub fn new(follower: F, timing: WatcherTiming, metrics: Metrics) -> Self {
         // Every series at zero from the start, so that `increase()` sees the first event.
         let name = follower.name();
         for kind in ["rpc", "db", "fatal"] {
             metrics.touch(&metrics::WATCHER_ERRORS, &[("watcher", name), ("kind", kind)]);
         }
-        for family in [&metrics::REORGS, &metrics::BLOCKS_RECORDED] {
+        for family in [&metrics::REORGS, &metrics::NODE_RESETS, &metrics::BLOCKS_RECORDED] {
             metrics.touch(family, &[("watcher", name)]);
         }
         metrics.touch_histogram(&metrics::REORG_DEPTH, &[("watcher", name)]);
         metrics.touch(&metrics::ACTOR_RESTARTS, &[("actor", name)]);
-        let liveness = (follower.tag() == BlockTag::Latest).then(|| {
+        let liveness = follower.follows_latest().then(|| {
             for kind in ["null", "stalled"] {
                 metrics.touch(&metrics::NODE_HEAD_FAILURES, &[("watcher", name), ("kind", kind)]);
             }
@@ -125,7 +126,6 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
             restart: Backoff::new(timing.restart.0, timing.restart.1),
             name: follower.name().to_owned(),
             follower: Some(follower),
-            store,
             timing,
             metrics,
             status: WatcherStatus::default(),
@@ -226,7 +226,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Watcher<S> {
     }
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Actor for Watcher<S> {
+impl<F: Step> Actor for Watcher<F> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -239,7 +239,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Actor for Watcher<S> {
     }
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
+impl<F: Step> Supervised for Watcher<F> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.status.restarts += 1;
         let name = self.name.clone();
@@ -253,7 +253,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Supervised for Watcher<S> {
     }
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Handler<Poll> for Watcher<S> {
+impl<F: Step> Handler<Poll> for Watcher<F> {
     type Result = ();
 
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
@@ -276,11 +276,14 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<Poll> for Watcher<S> {
     }
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S> {
+impl<F: Step> Handler<PollHeads> for Watcher<F> {
     type Result = ();
 
     fn handle(&mut self, _: PollHeads, ctx: &mut Context<Self>) {
         let (Some(follower), false) = (self.follower.as_ref(), self.shutting_down) else {
+            return;
+        };
+        let Some(poll) = follower.heads_poll() else {
             return;
         };
         if self.heads_in_flight {
@@ -289,13 +292,11 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S>
             return;
         }
         self.heads_in_flight = true;
-        let rpc = follower.rpc().clone();
         let name = follower.name().to_owned();
-        let store = self.store.clone();
         let metrics = self.metrics.clone();
         ctx.spawn(
             async move {
-                if let Err(e) = store.poll_heads(&rpc).await {
+                if let Err(e) = poll.await {
                     metrics.inc(&metrics::WATCHER_ERRORS, &[("watcher", name.as_str()), ("kind", "rpc")]);
                     warn!(target: "watcher", watcher = %name, error = %e, "polling safe/finalized heads failed");
                 }
@@ -306,7 +307,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<PollHeads> for Watcher<S>
     }
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Handler<Shutdown> for Watcher<S> {
+impl<F: Step> Handler<Shutdown> for Watcher<F> {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
@@ -323,7 +324,7 @@ impl<S: FollowStore + Clone + Unpin + 'static> Handler<Shutdown> for Watcher<S> 
     }
 }
 
-impl<S: FollowStore + Clone + Unpin + 'static> Handler<GetStatus> for Watcher<S> {
+impl<F: Step> Handler<GetStatus> for Watcher<F> {
     type Result = actix::MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
