@@ -5,6 +5,7 @@ mod harness;
 mod supervisor;
 
 mod chains;
+mod derivation;
 mod devnet;
 mod disk;
 mod faults;

@@ -247,6 +247,17 @@ impl Anvil {
     /// it is still running). The URL stays valid; the chain restarts from genesis (or
     /// `load_state`). Retries for up to [`RESTART_TIMEOUT`] while the port is still in use.
     pub async fn restart(&mut self) -> Result<()> {
+        self.restart_inner().await
+    }
+
+    /// [`Self::restart`] with other options (another `load_state`: a node restored from a
+    /// snapshot, or none: a node re-synced from scratch).
+    pub async fn restart_with(&mut self, opts: AnvilOptions) -> Result<()> {
+        self.opts = opts;
+        self.restart_inner().await
+    }
+
+    async fn restart_inner(&mut self) -> Result<()> {
         self.kill().await;
         lock(&self.log).push_back("---- harness: restart ----".into());
         let deadline = Instant::now() + RESTART_TIMEOUT;
