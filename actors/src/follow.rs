@@ -202,12 +202,25 @@ pub struct Follower<S> {
     chain_checked: bool,
     /// The node's answer for the followed head in the last step that got one.
     head_answer: Option<Option<BlockRef>>,
+    /// While catching up, the next batch, fetched while the previous one was written: at most
+    /// one batch ahead. Validated like any fetched batch when the next step takes it.
+    prefetched: Option<Vec<BlockRef>>,
 }
 
 impl<S: FollowStore> Follower<S> {
     /// A follower named `name` (in logs and metric labels).
     pub fn new(name: impl Into<String>, rpc: EthRpc, store: S, cfg: FollowConfig, metrics: Metrics) -> Self {
-        Self { rpc, store, cfg, name: name.into(), metrics, tip: None, chain_checked: false, head_answer: None }
+        Self {
+            rpc,
+            store,
+            cfg,
+            name: name.into(),
+            metrics,
+            tip: None,
+            chain_checked: false,
+            head_answer: None,
+            prefetched: None,
+        }
     }
 
     /// Which head of the node it follows.
@@ -225,6 +238,7 @@ impl<S: FollowStore> Follower<S> {
     pub fn reset(&mut self) {
         self.tip = None;
         self.chain_checked = false;
+        self.prefetched = None;
     }
 
     /// The node client.
@@ -267,6 +281,7 @@ impl<S: FollowStore> Follower<S> {
         };
 
         if target <= tip.number {
+            self.prefetched = None;
             // Nothing new above us; is what we hold at `target` still the node's block? This
             // catches a reorg to a chain no longer than ours, also one that happened while we
             // were stopped.
@@ -291,11 +306,18 @@ impl<S: FollowStore> Follower<S> {
                     return self.rewind_from(tip.number, tip).await;
                 }
             }
+            // Reload the tip next time: another writer may have moved it (an L1 rewind takes an
+            // L2 log back with it, also one made at start-up before this watcher loaded its tip),
+            // and a node with nothing new would otherwise never show it.
+            self.tip = None;
             return Ok(Progress::Idle);
         }
 
-        let to = target.min(tip.number.saturating_add(self.cfg.batch_size.max(1)));
-        let blocks = self.rpc.blocks(tip.number + 1..=to).await?;
+        let batch = self.cfg.batch_size.max(1);
+        let blocks = match self.prefetched.take() {
+            Some(ahead) if ahead.first().is_some_and(|b| b.number == tip.number + 1) => ahead,
+            _ => self.rpc.blocks(tip.number + 1..=target.min(tip.number.saturating_add(batch))).await?,
+        };
         let Some(first) = blocks.first() else {
             return Ok(Progress::Idle);
         };
@@ -311,9 +333,20 @@ impl<S: FollowStore> Follower<S> {
         }
         let last = blocks[blocks.len() - 1];
         let count = blocks.len() as u64;
-        if let Err(e) = self.store.append(blocks).await {
+        // Catching up: fetch the next batch while this one is written (fetching and writing
+        // alternated before, which held catch-up to 65-76 % of the node's rate).
+        let appended = if target > last.number {
+            let next = last.number + 1..=target.min(last.number.saturating_add(batch));
+            let (appended, ahead) = tokio::join!(self.store.append(blocks), self.rpc.blocks(next));
+            self.prefetched = ahead.ok().filter(|b| !b.is_empty());
+            appended
+        } else {
+            self.store.append(blocks).await
+        };
+        if let Err(e) = appended {
             // The store moved under us (a rewind by another watcher): reload next time.
             self.tip = None;
+            self.prefetched = None;
             return Err(e);
         }
         self.tip = Some(last);
@@ -383,6 +416,7 @@ impl<S: FollowStore> Follower<S> {
             depth = tip.number - ancestor,
             "reorg: rewinding to the common ancestor"
         );
+        self.prefetched = None;
         self.store.rewind(ancestor, tip.number).await?;
         let labels = [("watcher", self.name.as_str())];
         self.metrics.inc(&metrics::REORGS, &labels);

@@ -102,3 +102,35 @@ async fn several_chains_at_different_heights_are_derived_and_survive_an_l2_reorg
     assert!(reorg.new_head().number >= 23);
     Ok(())
 }
+
+/// An L1 reorg while the supervisor is down takes the derived L2 blocks above the common
+/// ancestor with it at start-up; the L2 watcher, which may have loaded its tip before that
+/// rewind, records them again although the L2 node makes no new block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l1_reorg_while_down_is_followed_by_the_l2_log_without_a_new_l2_block() -> Result<()> {
+    let l1 = Anvil::spawn(AnvilOptions::default()).await?;
+    let l2 = Anvil::spawn(AnvilOptions { chain_id: Some(901), ..AnvilOptions::default() }).await?;
+    l1.mine(5).await?;
+    let mut spec = Spec::new(l1.url());
+    spec.chains.push(ChainSpec::new(901, l2.url(), "latest"));
+    let mut sup = Supervisor::start(&spec).await?;
+    l2.mine(3).await?;
+    wait_derived_head(&sup, 901, &l2).await?;
+    // The next L2 blocks are derived as of a new L1 block, which a reorg while down removes.
+    l1.mine(1).await?;
+    let tip = l1.block_number().await?;
+    let hash = l1.canonical_chain(tip, tip).await?.remove(0).hash;
+    sup.wait_l1(tip, &hash, WAIT).await?;
+    l2.mine(3).await?;
+    let before = wait_derived_head(&sup, 901, &l2).await?;
+    assert_eq!(num(&before["source"]["number"])?, tip, "{before}");
+    sup.kill9().await?;
+    l1.reorg(1, 1).await?;
+    sup.restart(&spec).await?;
+    let after = wait_derived_head(&sup, 901, &l2).await.with_context(|| sup.log_text())?;
+    assert_eq!(after["derived"]["hash"], before["derived"]["hash"]);
+    let new_tip = l1.canonical_chain(tip, tip).await?.remove(0);
+    assert_eq!(after["source"]["hash"], json!(new_tip.hash), "re-derived as of the new L1 block: {after}");
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}
