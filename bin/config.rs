@@ -59,6 +59,9 @@ pub struct L1Config {
     pub max_response_bytes: Option<u64>,
     /// How long the node's latest block may stay unchanged before the node counts as stuck.
     pub head_stall_secs: u64,
+    /// The L1 node's WebSocket endpoint (ws or wss): its `newHeads` make the watcher step at
+    /// once; polling goes on as the safety net.
+    pub ws_url: Option<String>,
 }
 
 /// What a block answer may take in a batch by default: a header with its transaction hashes and
@@ -106,6 +109,7 @@ impl Default for L1Config {
             request_timeout_ms: 10_000,
             max_response_bytes: None,
             head_stall_secs: 120,
+            ws_url: None,
         }
     }
 }
@@ -527,6 +531,9 @@ impl Config {
             return err("l1.rpc_url", "is required (or pass --l1-rpc-url / ROLLUP_SUPERVISOR_L1_RPC_URL)");
         }
         check_url("l1.rpc_url", &self.l1.rpc_url)?;
+        if let Some(url) = &self.l1.ws_url {
+            check_ws_url("l1.ws_url", url)?;
+        }
         for (key, value) in [
             ("l1.poll_interval_ms", self.l1.poll_interval_ms),
             ("l1.heads_poll_interval_ms", self.l1.heads_poll_interval_ms),
@@ -576,6 +583,18 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     parse_http_url(url)
         .map(|_| ())
         .map_err(|e| ConfigError(format!("invalid value for key `{key}`: {:?} is {e}", redact_url_str(url))))
+}
+
+/// A `ws://` or `wss://` URL with a host (checked as the `http(s)` URL it upgrades from).
+fn check_ws_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let bad =
+        |problem: &str| ConfigError(format!("invalid value for key `{key}`: {:?} is {problem}", redact_url_str(url)));
+    let as_http = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ws") => format!("http://{rest}"),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("wss") => format!("https://{rest}"),
+        _ => return Err(bad("not a WebSocket URL: only ws and wss are supported")),
+    };
+    parse_http_url(&as_http).map(|_| ()).map_err(|e| bad(&e.replace("http(s)", "ws(s)")))
 }
 
 #[cfg(test)]
@@ -640,6 +659,9 @@ mod tests {
         assert!(msg("[l1]\nrpc_url = \"ftp://x\"").contains("`l1.rpc_url`"));
         assert!(msg("[l1]\nrpc_url = \"http://x\"\nbatch_size = 0").contains("`l1.batch_size`"));
         assert!(msg("[l1]\nrpc_url = \"http://x\"\nhead_stall_secs = 0").contains("`l1.head_stall_secs`"));
+        assert!(msg("[l1]\nrpc_url = \"http://x\"\nws_url = \"http://x\"").contains("`l1.ws_url`"));
+        assert!(msg("[l1]\nrpc_url = \"http://x\"\nws_url = \"ws://h:99999\"").contains("invalid port"));
+        assert!(msg("[l1]\nrpc_url = \"http://x\"\nws_url = \"wss://h:8546/key\"").is_empty());
         assert!(msg("").contains("`l1.rpc_url`"));
         let dup = "[l1]\nrpc_url = \"http://x\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://y\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://z\"";
         assert!(msg(dup).contains("`chains[1].chain_id`"));

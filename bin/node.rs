@@ -26,7 +26,7 @@ use rollup_supervisor_actors::{
     derivation::RollupFollower,
     follow::{FollowConfig, Follower},
     metrics::Metrics,
-    rpc::{BlockTag, EthRpc},
+    rpc::{BlockTag, EthRpc, ws},
     watcher::{L1Target, L1Watcher, L2Target, L2Watcher, RollupWatcher, WatcherTiming, messages::Shutdown},
 };
 use rollup_supervisor_signer::Signer;
@@ -209,6 +209,10 @@ impl Node {
                 L1Watcher::new(follower, l1_timing, metrics)
             })
         };
+
+        if let Some(url) = &config.l1.ws_url {
+            ws::follow_new_heads(url.clone(), l1_watcher.clone().recipient(), metrics.clone());
+        }
 
         let mut l2_watchers: Vec<Recipient<Shutdown>> = Vec::new();
         for (chain, rpc) in config.chains.iter().zip(&l2_rpcs) {

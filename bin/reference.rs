@@ -24,6 +24,11 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("l1.batch_size", "integer", "Blocks per batched request while catching up (1..=10000)."),
     ("l1.request_timeout_ms", "integer", "Timeout of one request to any node (L1 and L2)."),
     (
+        "l1.ws_url",
+        "URL",
+        "The L1 node's WebSocket endpoint (ws or wss), optional. Set: the supervisor subscribes to `newHeads` and the L1 watcher steps as soon as a block is announced (reconnecting with backoff, and after 120 s without a notification); `poll_interval_ms` polling goes on as the safety net. What is recorded still comes from `rpc_url`.",
+    ),
+    (
         "l1.head_stall_secs",
         "integer",
         "How long the L1 node's latest block may stay the same before the node counts as stuck: each poll then counts in `node_head_failures_total{kind=\"stalled\"}`, a warning is logged once and `/readyz` fails. The default is ten 12 s slots; raise it for a chain with slower blocks.",

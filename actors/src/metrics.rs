@@ -92,6 +92,8 @@ families! {
     RECORDED_HEAD: Kind::Gauge, "recorded_block_number", ["watcher"], "Newest block recorded by the watcher (L1, or the chain's derivation head).";
     BLOCKS_RECORDED: Kind::Counter, "blocks_recorded_total", ["watcher"], "Blocks written to the database.";
     REORGS: Kind::Counter, "reorgs_total", ["watcher"], "Reorgs handled (rewinds to a common ancestor).";
+    L1_SUBSCRIBED: Kind::Gauge, "l1_new_heads_subscribed", [], "1 while the newHeads subscription to l1.ws_url is up (always 0 without one).";
+    L1_HEADS_ANNOUNCED: Kind::Counter, "l1_heads_announced_total", [], "newHeads notifications received on l1.ws_url, each of which makes the L1 watcher step at once.";
     NODE_RESETS: Kind::Counter, "node_resets_total", ["watcher"], "Times an L2 node (or rollup node) no longer had the log's newest block (reset, or restored from an older snapshot) and the log was rewound to the newest block it still has.";
     REORG_DEPTH: Kind::Histogram(DEPTH), "reorg_depth_blocks", ["watcher"], "Depth of each reorg handled, in blocks.";
     WATCHER_ERRORS: Kind::Counter, "watcher_errors_total", ["watcher", "kind"], "Failed follow steps by kind: rpc (node down or answering nonsense), db (write refused or failed), fatal (restart).";

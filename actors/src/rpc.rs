@@ -4,6 +4,7 @@
 
 mod rollup;
 mod transport;
+pub mod ws;
 
 use std::{
     future::IntoFuture as _,

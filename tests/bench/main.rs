@@ -130,21 +130,7 @@ async fn main() -> Result<()> {
     let running_rate = (L1_BLOCKS - first_block) as f64 / first_at.elapsed().as_secs_f64();
 
     // Following: one new block at a time, from the node's answer to the supervisor's.
-    // Blocks arrive at jittered times so that they do not fall into step with the poll timer.
-    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 1..=LATENCY_SAMPLES as u64 {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        tokio::time::sleep(Duration::from_millis((seed >> 33) % 100)).await;
-        l1.mine(1).await?;
-        let t = Instant::now();
-        while sup.l1_latest().await? != Some(L1_BLOCKS + i) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "block {} never recorded", L1_BLOCKS + i);
-        }
-        latencies.push(t.elapsed());
-    }
-    latencies.sort();
+    let latencies = follow_latency(&sup, &l1, LATENCY_SAMPLES, 100).await?;
 
     // Derivation rows: every chain derives L2_BLOCKS more blocks.
     for (_, node) in &l2s {
@@ -198,9 +184,8 @@ async fn main() -> Result<()> {
         100.0 * running_rate / raw_rate
     );
     println!(
-        "| head-to-commit latency, p50 / p99 ({LATENCY_SAMPLES} blocks, poll interval 100 ms) | {:.1} ms / {:.1} ms |",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        "| head-to-commit latency, p50 / p99 ({LATENCY_SAMPLES} blocks, poll interval 100 ms, 4 chains) | {} |",
+        p50_p99(&latencies)
     );
     println!("| derivation row, logical (key + value) | {} bytes |", rollup_supervisor_storage::DERIVATION_ROW_BYTES);
     println!("| L1 row, logical (key + value) | {} bytes |", rollup_supervisor_storage::L1_ROW_BYTES);
@@ -211,7 +196,63 @@ async fn main() -> Result<()> {
         disk as f64 / (l1_rows + l2_rows) as f64
     );
     println!("| supervisor peak RSS | {:.1} MiB |", rss as f64 / 1024.0);
+
+    // Head latency: the newHeads subscription next to polling at the default and at 100 ms.
+    let ws = follow_latency_with(&l1, 2_000, true, LATENCY_SAMPLES).await?;
+    let poll_100 = follow_latency_with(&l1, 100, false, LATENCY_SAMPLES).await?;
+    let poll_default = follow_latency_with(&l1, 2_000, false, 30).await?;
+    println!(
+        "| head-to-commit p50 / p99, `l1.ws_url` newHeads (poll 2 s as safety net, {LATENCY_SAMPLES} blocks) | {} |",
+        p50_p99(&ws)
+    );
+    println!("| head-to-commit p50 / p99, polling every 100 ms ({LATENCY_SAMPLES} blocks) | {} |", p50_p99(&poll_100));
+    println!("| head-to-commit p50 / p99, polling at the default 2 s (30 blocks) | {} |", p50_p99(&poll_default));
     Ok(())
+}
+
+/// Head-to-commit latency of `samples` blocks mined one at a time, from the node's answer to the
+/// supervisor's, sorted. Blocks arrive at jittered times (up to `jitter_ms` apart) so that they
+/// do not fall into step with the poll timer.
+async fn follow_latency(sup: &Supervisor, l1: &Anvil, samples: usize, jitter_ms: u64) -> Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(samples);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..samples {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        tokio::time::sleep(Duration::from_millis((seed >> 33) % jitter_ms)).await;
+        l1.mine(1).await?;
+        let n = l1.block_number().await?;
+        let t = Instant::now();
+        while sup.l1_latest().await? != Some(n) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "block {n} never recorded");
+        }
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+/// Head-to-commit latency of a fresh supervisor that starts at the head, polling every
+/// `poll_ms`, with or without the `newHeads` subscription.
+async fn follow_latency_with(l1: &Anvil, poll_ms: u64, ws: bool, samples: usize) -> Result<Vec<Duration>> {
+    let mut spec = Spec::new(l1.url());
+    spec.start_block = None;
+    spec.l1_poll_ms = poll_ms;
+    if ws {
+        spec.extra_l1 = format!("ws_url = \"ws://{}\"\n", l1.addr());
+    }
+    let mut sup = Supervisor::start(&spec).await?;
+    let n = l1.block_number().await?;
+    while sup.l1_latest().await? != Some(n) || (ws && sup.metric("l1_new_heads_subscribed").await? != 1.0) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let latencies = follow_latency(&sup, l1, samples, poll_ms.min(1000)).await?;
+    assert_eq!(sup.stop().await?, 0);
+    Ok(latencies)
+}
+
+fn p50_p99(l: &[Duration]) -> String {
+    format!("{:.1} ms / {:.1} ms", percentile(l, 0.5).as_secs_f64() * 1e3, percentile(l, 0.99).as_secs_f64() * 1e3)
 }
 
 fn sup_pid(sup: &Supervisor) -> Result<u32> {

@@ -145,3 +145,28 @@ async fn a_confirmation_depth_keeps_the_index_behind_the_head() -> Result<()> {
     assert_eq!(sup.l1_latest().await?, Some(46), "never closer than 5 blocks to the head (51)");
     stop_and_compare(&mut sup, &anvil, 0, 46).await
 }
+
+/// With `l1.ws_url`, a new L1 block is recorded when the node announces it, not at the next
+/// poll: with polling at 10 minutes, every block here can only come through the subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_websocket_url_new_heads_are_recorded_when_announced() -> Result<()> {
+    let anvil = Anvil::spawn(AnvilOptions::default()).await?;
+    anvil.mine(3).await?;
+    let mut spec = Spec::new(anvil.url());
+    spec.l1_poll_ms = 600_000;
+    spec.extra_l1 = format!("ws_url = \"ws://{}\"\n", anvil.addr());
+    let mut sup = Supervisor::start(&spec).await?;
+    wait_for("subscribed", Duration::from_secs(30), Duration::from_millis(20), || async {
+        Ok((sup.metric("l1_new_heads_subscribed").await? == 1.0).then_some(()))
+    })
+    .await?;
+    for _ in 0..5 {
+        anvil.mine(1).await?;
+        let n = anvil.block_number().await?;
+        let hash = anvil.canonical_chain(n, n).await?.remove(0).hash;
+        sup.wait_l1(n, &hash, Duration::from_secs(10)).await?;
+    }
+    assert!(sup.metric("l1_heads_announced_total").await? >= 5.0);
+    assert_eq!(sup.stop().await?, 0);
+    Ok(())
+}

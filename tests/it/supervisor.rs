@@ -38,6 +38,8 @@ pub struct Spec {
     pub batch_size: u64,
     pub chains: Vec<ChainSpec>,
     pub extra_l1: String,
+    /// `l1.poll_interval_ms` (100 unless set).
+    pub l1_poll_ms: u64,
     /// More TOML for `[rpc]`.
     pub extra_rpc: String,
     pub env: Vec<(&'static str, &'static str)>,
@@ -52,6 +54,7 @@ impl Spec {
             batch_size: 100,
             chains: Vec::new(),
             extra_l1: String::new(),
+            l1_poll_ms: 100,
             extra_rpc: String::new(),
             env: Vec::new(),
         }
@@ -59,8 +62,8 @@ impl Spec {
 
     fn toml(&self, datadir: &Path) -> String {
         let mut out = format!(
-            "datadir = {:?}\n[l1]\nrpc_url = {:?}\npoll_interval_ms = 100\nheads_poll_interval_ms = 300\nrequest_timeout_ms = 2000\nbatch_size = {}\n{}",
-            datadir, self.l1_url, self.batch_size, self.extra_l1
+            "datadir = {:?}\n[l1]\nrpc_url = {:?}\npoll_interval_ms = {}\nheads_poll_interval_ms = 300\nrequest_timeout_ms = 2000\nbatch_size = {}\n{}",
+            datadir, self.l1_url, self.l1_poll_ms, self.batch_size, self.extra_l1
         );
         if let Some(id) = self.l1_chain_id {
             out += &format!("chain_id = {id}\n");

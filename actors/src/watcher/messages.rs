@@ -8,6 +8,12 @@ use actix::Message;
 #[rtype(result = "()")]
 pub struct Poll;
 
+/// The node announced a new head (a `newHeads` subscription): step now, or right after the
+/// step in flight. Sent by the L1 watcher's head subscription ([`crate::rpc::ws`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HeadAnnounced;
+
 /// Poll the node's labelled heads (L1: safe and finalized); sent by the watcher to itself.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -100,6 +100,8 @@ pub struct Watcher<F: Step> {
     liveness: Option<HeadLiveness>,
     /// A heads poll is running: the next one waits for it.
     heads_in_flight: bool,
+    /// A head was announced while a step was in flight: step again as soon as it is done.
+    step_again: bool,
 }
 
 impl<F: Step> Watcher<F> {
@@ -133,6 +135,7 @@ impl<F: Step> Watcher<F> {
             waiters: Vec::new(),
             liveness,
             heads_in_flight: false,
+            step_again: false,
         }
     }
 
@@ -191,6 +194,7 @@ impl<F: Step> Watcher<F> {
                 match progress {
                     Progress::Advanced { behind } if behind > 0 => ctx.notify(Poll),
                     Progress::Rewound => ctx.notify(Poll),
+                    _ if std::mem::take(&mut self.step_again) => ctx.notify(Poll),
                     _ => {
                         ctx.notify_later(Poll, self.timing.poll_interval);
                     }
@@ -273,6 +277,18 @@ impl<F: Step> Handler<Poll> for Watcher<F> {
             act.follower = Some(follower);
             act.step_done(result, ctx);
         }));
+    }
+}
+
+impl<F: Step> Handler<HeadAnnounced> for Watcher<F> {
+    type Result = ();
+
+    fn handle(&mut self, _: HeadAnnounced, ctx: &mut Context<Self>) {
+        if self.follower.is_some() {
+            ctx.notify(Poll);
+        } else {
+            self.step_again = true;
+        }
     }
 }
 
