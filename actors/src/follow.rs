@@ -205,6 +205,8 @@ pub struct Follower<S> {
     /// While catching up, the next batch, fetched while the previous one was written: at most
     /// one batch ahead. Validated like any fetched batch when the next step takes it.
     prefetched: Option<Vec<BlockRef>>,
+    /// The target of the step that prefetched it.
+    catch_up_target: Option<u64>,
 }
 
 impl<S: FollowStore> Follower<S> {
@@ -220,6 +222,7 @@ impl<S: FollowStore> Follower<S> {
             chain_checked: false,
             head_answer: None,
             prefetched: None,
+            catch_up_target: None,
         }
     }
 
@@ -267,12 +270,20 @@ impl<S: FollowStore> Follower<S> {
             }
             self.chain_checked = true;
         }
-        let head = self.rpc.block_by_tag(self.cfg.tag).await?;
-        self.head_answer = Some(head);
-        let Some(head) = head else {
-            return Ok(Progress::NoHead);
+        // Mid catch-up, with the next batch already fetched, the target asked one step ago
+        // stands: asking the head again would cost a round trip per batch. It is asked again
+        // once that target is reached.
+        let target = match (&self.prefetched, self.catch_up_target, tip) {
+            (Some(_), Some(target), Some(tip)) if target > tip.number => target,
+            _ => {
+                let head = self.rpc.block_by_tag(self.cfg.tag).await?;
+                self.head_answer = Some(head);
+                let Some(head) = head else {
+                    return Ok(Progress::NoHead);
+                };
+                head.number.saturating_sub(self.cfg.confirmations)
+            }
         };
-        let target = head.number.saturating_sub(self.cfg.confirmations);
         let labels = [("watcher", self.name.as_str())];
         self.metrics.set(&metrics::NODE_HEAD, &labels, target as f64);
         self.metrics.set(&metrics::SYNC_LAG, &labels, target.saturating_sub(tip.map_or(target, |t| t.number)) as f64);
@@ -339,6 +350,7 @@ impl<S: FollowStore> Follower<S> {
             let next = last.number + 1..=target.min(last.number.saturating_add(batch));
             let (appended, ahead) = tokio::join!(self.store.append(blocks), self.rpc.blocks(next));
             self.prefetched = ahead.ok().filter(|b| !b.is_empty());
+            self.catch_up_target = Some(target);
             appended
         } else {
             self.store.append(blocks).await

@@ -23,7 +23,10 @@ use anyhow::{Context as _, Result};
 use harness::{Anvil, AnvilOptions, RpcClient};
 use supervisor::{ChainSpec, Spec, Supervisor, hex_u64};
 
-const L1_BLOCKS: u64 = 10_000;
+/// L1 blocks in the chain (`L1_FLOW_BLOCKS`, default 10 000).
+fn l1_blocks() -> u64 {
+    std::env::var("L1_FLOW_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+}
 const L2_BLOCKS: u64 = 500;
 const BATCH: u64 = 500;
 const LATENCY_SAMPLES: usize = 100;
@@ -32,20 +35,27 @@ fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-cache")
 }
 
-/// An anvil holding `L1_BLOCKS` blocks, from the cached state file when there is one.
+/// An anvil holding [`l1_blocks`] blocks, from the cached state file when there is one.
 async fn l1_node() -> Result<Anvil> {
-    let state = cache_dir().join(format!("l1-{L1_BLOCKS}.json"));
+    let state = cache_dir().join(format!("l1-{}.json", l1_blocks()));
     if state.exists() {
         let anvil = Anvil::spawn(AnvilOptions { load_state: Some(state.clone()), ..Default::default() }).await?;
-        if anvil.block_number().await? == L1_BLOCKS {
+        if anvil.block_number().await? == l1_blocks() {
             return Ok(anvil);
         }
     }
-    eprintln!("building the {L1_BLOCKS}-block L1 chain (anvil slows down as it grows: minutes; cached afterwards)...");
+    eprintln!(
+        "building the {}-block L1 chain (anvil slows down as it grows: minutes; cached afterwards)...",
+        l1_blocks()
+    );
     std::fs::create_dir_all(cache_dir())?;
-    let mut anvil = Anvil::spawn(AnvilOptions { dump_state: Some(state.clone()), ..Default::default() }).await?;
+    // Start from the 10 000-block chain if it is cached and this one is longer.
+    let shorter = cache_dir().join("l1-10000.json");
+    let load_state = (l1_blocks() > 10_000 && shorter.exists()).then_some(shorter);
+    let mut anvil =
+        Anvil::spawn(AnvilOptions { dump_state: Some(state.clone()), load_state, ..Default::default() }).await?;
     let slow = RpcClient::with_timeout(anvil.url(), Duration::from_secs(600))?;
-    let mut left = L1_BLOCKS;
+    let mut left = l1_blocks() - anvil.block_number().await?;
     while left > 0 {
         let n = left.min(1000);
         slow.mine(n).await?;
@@ -53,7 +63,7 @@ async fn l1_node() -> Result<Anvil> {
     }
     anvil.shutdown().await?;
     let anvil = Anvil::spawn(AnvilOptions { load_state: Some(state), ..Default::default() }).await?;
-    anyhow::ensure!(anvil.block_number().await? == L1_BLOCKS, "the state file did not reload");
+    anyhow::ensure!(anvil.block_number().await? == l1_blocks(), "the state file did not reload");
     Ok(anvil)
 }
 
@@ -98,11 +108,11 @@ async fn main() -> Result<()> {
     let mut raw_best = Duration::MAX;
     for _ in 0..2 {
         let t = Instant::now();
-        let blocks = plain.canonical_chain(0, L1_BLOCKS).await?;
+        let blocks = plain.canonical_chain(0, l1_blocks()).await?;
         raw_best = raw_best.min(t.elapsed());
-        assert_eq!(blocks.len() as u64, L1_BLOCKS + 1);
+        assert_eq!(blocks.len() as u64, l1_blocks() + 1);
     }
-    let sequential_rate = (L1_BLOCKS + 1) as f64 / raw_best.as_secs_f64();
+    let sequential_rate = (l1_blocks() + 1) as f64 / raw_best.as_secs_f64();
     // The same with two batches in flight, as the supervisor's pipelined catch-up has them: the
     // node's limit for this access pattern.
     let mut two_best = Duration::MAX;
@@ -110,10 +120,10 @@ async fn main() -> Result<()> {
         let t = Instant::now();
         let mut fetched = 0u64;
         let mut start = 0u64;
-        while start <= L1_BLOCKS {
-            let a = (start, L1_BLOCKS.min(start + BATCH - 1));
-            let b = (a.1 + 1, L1_BLOCKS.min(a.1 + BATCH));
-            if b.0 > L1_BLOCKS {
+        while start <= l1_blocks() {
+            let a = (start, l1_blocks().min(start + BATCH - 1));
+            let b = (a.1 + 1, l1_blocks().min(a.1 + BATCH));
+            if b.0 > l1_blocks() {
                 fetched += plain.canonical_chain(a.0, a.1).await?.len() as u64;
             } else {
                 let (x, y) = tokio::join!(plain.canonical_chain(a.0, a.1), plain.canonical_chain(b.0, b.1));
@@ -121,10 +131,10 @@ async fn main() -> Result<()> {
             }
             start = b.1 + 1;
         }
-        assert_eq!(fetched, L1_BLOCKS + 1);
+        assert_eq!(fetched, l1_blocks() + 1);
         two_best = two_best.min(t.elapsed());
     }
-    let two_rate = (L1_BLOCKS + 1) as f64 / two_best.as_secs_f64();
+    let two_rate = (l1_blocks() + 1) as f64 / two_best.as_secs_f64();
     let raw_rate = sequential_rate.max(two_rate);
 
     // Catch-up: from process start to the last block recorded.
@@ -141,16 +151,16 @@ async fn main() -> Result<()> {
         if let (None, Some(n)) = (first, latest) {
             first = Some((Instant::now(), n));
         }
-        if latest == Some(L1_BLOCKS) {
+        if latest == Some(l1_blocks()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
         anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "catch-up did not finish");
     }
     let catch_up = t.elapsed();
-    let rate = (L1_BLOCKS + 1) as f64 / catch_up.as_secs_f64();
+    let rate = (l1_blocks() + 1) as f64 / catch_up.as_secs_f64();
     let (first_at, first_block) = first.context("no block seen")?;
-    let running_rate = (L1_BLOCKS - first_block) as f64 / first_at.elapsed().as_secs_f64();
+    let running_rate = (l1_blocks() - first_block) as f64 / first_at.elapsed().as_secs_f64();
 
     // Following: one new block at a time, from the node's answer to the supervisor's.
     let latencies = follow_latency(&sup, &l1, LATENCY_SAMPLES, 100).await?;
@@ -196,7 +206,7 @@ async fn main() -> Result<()> {
 
     println!("| metric | value |");
     println!("|---|---|");
-    println!("| L1 blocks caught up | {} (batch size {BATCH}, 4 chains tracked) |", L1_BLOCKS + 1);
+    println!("| L1 blocks caught up | {} (batch size {BATCH}, 4 chains tracked) |", l1_blocks() + 1);
     println!("| catch-up time (process start to last block recorded) | {:.2} s |", catch_up.as_secs_f64());
     println!("| **catch-up throughput** | **{rate:.0} L1 blocks/s** |");
     println!(
@@ -205,7 +215,7 @@ async fn main() -> Result<()> {
     println!("| **ratio to the node's raw rate** | **{:.0} %** |", 100.0 * rate / raw_rate);
     println!(
         "| throughput from the first block recorded (start-up excluded; {} blocks) | {running_rate:.0} L1 blocks/s, **{:.0} %** of the raw rate |",
-        L1_BLOCKS - first_block,
+        l1_blocks() - first_block,
         100.0 * running_rate / raw_rate
     );
     println!(
