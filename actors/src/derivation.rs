@@ -35,7 +35,7 @@ use crate::{
     chains_db::{ChainsDbActor, messages::*},
     follow::{FollowError, Progress, Step},
     metrics::{self, Metrics},
-    rpc::{EthRpc, SafeHeadError, SyncStatus},
+    rpc::{BlockTag, EthRpc, SafeHeadError, SyncStatus},
 };
 
 /// The most L2 blocks one step fetches and records (more only when one L1 block derived more).
@@ -59,6 +59,8 @@ pub struct RollupFollower {
     exact: bool,
     /// Why the log is held (the rollup node's L1 block is not ours), while it is: said once.
     held: Option<String>,
+    /// The last step found the L2 node without the log's newest block.
+    reset_suspected: bool,
 }
 
 impl RollupFollower {
@@ -83,6 +85,7 @@ impl RollupFollower {
             unsupported_since: None,
             exact: false,
             held: None,
+            reset_suspected: false,
         }
     }
 
@@ -100,9 +103,6 @@ impl RollupFollower {
                 "the rollup node derived from L1 block {fully} {} but the L1 index holds {}: a reorg on its side or ours; holding until they agree",
                 status.current_l1.parent_hash, ours.hash
             )));
-        }
-        if let Some(reason) = self.held.take() {
-            info!(target: "derivation", chain = self.chain, %reason, "the rollup node's L1 agrees with the index again");
         }
         let Some(tip) = self.db.send(GetLocalSafe(self.chain)).await?? else {
             return self.anchor(ours, &status).await;
@@ -124,6 +124,16 @@ impl RollupFollower {
         let take = heads.iter().position(|h| h.0 > tip.derived.number + L2_PER_STEP).map_or(heads.len(), |i| i + 1);
         let (l1, heads) = (&l1[..take], &heads[..take]);
         let newest = heads.last().map_or(tip.derived.number, |h| h.0);
+        if newest > tip.derived.number {
+            // One request first: a rollup node ahead of this L2 node (or naming a block no chain
+            // has) costs a wait, not a fetch of everything up to it.
+            let l2_head = self.l2_head().await?;
+            if newest > l2_head {
+                return Err(FollowError::Waiting(format!(
+                    "the rollup node's safe L2 block {newest} is above the L2 node's head {l2_head}"
+                )));
+            }
+        }
         let l2 = self.l2_blocks(&tip.derived, newest).await?;
         for (number, hash) in heads.iter().filter(|h| h.0 > tip.derived.number) {
             let fetched = &l2[(number - tip.derived.number - 1) as usize];
@@ -146,6 +156,7 @@ impl RollupFollower {
             }
         }
         self.db.send(NewDerivationPairs { chain: self.chain, entries }).await??;
+        self.released();
         let labels = [("watcher", self.name.as_str())];
         self.metrics.add(&metrics::BLOCKS_RECORDED, &labels, (derived.number - tip.derived.number) as f64);
         self.metrics.set(&metrics::RECORDED_HEAD, &labels, derived.number as f64);
@@ -246,7 +257,7 @@ impl RollupFollower {
 
     /// The L2 blocks above `tip` up to `to`, parent-linked from `tip`, from the L2 node.
     async fn l2_blocks(&self, tip: &BlockRef, to: u64) -> Result<Vec<BlockRef>, FollowError> {
-        let mut out: Vec<BlockRef> = Vec::with_capacity(to.saturating_sub(tip.number) as usize);
+        let mut out: Vec<BlockRef> = Vec::with_capacity(to.saturating_sub(tip.number).min(L2_PER_STEP) as usize);
         let mut parent = *tip;
         while parent.number < to {
             let end = to.min(parent.number + self.batch_size.max(100));
@@ -276,9 +287,17 @@ impl RollupFollower {
     async fn rewind_if_reset(&mut self, tip: &DerivedPair) -> Result<Option<Progress>, FollowError> {
         let node = self.l2.block_by_number(tip.derived.number).await?;
         if node.is_some_and(|b| b.hash == tip.derived.hash) {
+            self.reset_suspected = false;
             return Ok(None);
         }
-        let mut hi = tip.derived.number;
+        // Twice in a row before it counts: one answer from a lagging replica behind a load
+        // balancer must not rewind the log.
+        if !std::mem::replace(&mut self.reset_suspected, true) {
+            return Ok(Some(Progress::Idle));
+        }
+        self.reset_suspected = false;
+        // Start at the node's head: nothing above it can match.
+        let mut hi = tip.derived.number.min(self.l2_head().await?);
         let ancestor = loop {
             let lo = hi.saturating_sub(self.batch_size - 1);
             let stored = self.db.send(GetRange { track: Track::L2(self.chain), from: lo, to: hi }).await??;
@@ -290,7 +309,7 @@ impl RollupFollower {
             }
             match stored.first() {
                 Some(first) if first.number > lo || lo == 0 => break first.number.checked_sub(1),
-                None => break hi.checked_sub(1),
+                None => break Some(hi),
                 Some(_) => hi = lo - 1,
             }
         };
@@ -307,6 +326,18 @@ impl RollupFollower {
         self.metrics.inc(&metrics::NODE_RESETS, &[("watcher", self.name.as_str())]);
         self.db.send(L2Reorg { chain: self.chain, common_ancestor: ancestor }).await??;
         Ok(Some(Progress::Rewound))
+    }
+
+    /// The L2 node's newest block number (0 if it names none).
+    async fn l2_head(&self) -> Result<u64, FollowError> {
+        Ok(self.l2.block_by_tag(BlockTag::Latest).await?.map_or(0, |b| b.number))
+    }
+
+    /// The log moves again after a hold: said once.
+    fn released(&mut self) {
+        if let Some(reason) = self.held.take() {
+            info!(target: "derivation", chain = self.chain, %reason, "the rollup node and the L1 index agree again: the derivation log moves");
+        }
     }
 
     /// Holds the log for `reason`, saying it once per episode.

@@ -207,7 +207,14 @@ pub struct Follower<S> {
     prefetched: Option<Vec<BlockRef>>,
     /// The target of the step that prefetched it.
     catch_up_target: Option<u64>,
+    /// The last step found the node without the stored tip (see `rewind_when_behind`).
+    reset_suspected: bool,
+    /// When the node's head was last asked.
+    head_asked: Option<std::time::Instant>,
 }
+
+/// Mid catch-up, how long the head asked at the start of a step stands for the next ones.
+const HEAD_REASK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: FollowStore> Follower<S> {
     /// A follower named `name` (in logs and metric labels).
@@ -223,6 +230,8 @@ impl<S: FollowStore> Follower<S> {
             head_answer: None,
             prefetched: None,
             catch_up_target: None,
+            reset_suspected: false,
+            head_asked: None,
         }
     }
 
@@ -272,10 +281,13 @@ impl<S: FollowStore> Follower<S> {
         }
         // Mid catch-up, with the next batch already fetched, the target asked one step ago
         // stands: asking the head again would cost a round trip per batch. It is asked again
-        // once that target is reached.
+        // once that target is reached, and at least every HEAD_REASK (the liveness check and
+        // the lag metrics read the answer).
+        let fresh = self.head_asked.is_some_and(|at| at.elapsed() < HEAD_REASK);
         let target = match (&self.prefetched, self.catch_up_target, tip) {
-            (Some(_), Some(target), Some(tip)) if target > tip.number => target,
+            (Some(_), Some(target), Some(tip)) if target > tip.number && fresh => target,
             _ => {
+                self.head_asked = Some(std::time::Instant::now());
                 let head = self.rpc.block_by_tag(self.cfg.tag).await?;
                 self.head_answer = Some(head);
                 let Some(head) = head else {
@@ -305,7 +317,14 @@ impl<S: FollowStore> Follower<S> {
             }
             if self.cfg.rewind_when_behind && target < tip.number {
                 let at_tip = self.rpc.block_by_number(tip.number).await?;
-                if at_tip.is_none_or(|b| b.hash != tip.hash) {
+                // Twice in a row before it counts: one answer from a lagging replica behind a
+                // load balancer must not rewind the log.
+                let lost = at_tip.is_none_or(|b| b.hash != tip.hash);
+                if lost && !std::mem::replace(&mut self.reset_suspected, true) {
+                    return Ok(Progress::Idle);
+                }
+                if lost {
+                    self.reset_suspected = false;
                     warn!(
                         target: "follow",
                         watcher = %self.name,
@@ -314,9 +333,10 @@ impl<S: FollowStore> Follower<S> {
                         "the node no longer has the stored tip (reset, or restored from an older snapshot): rewinding to the newest block it still has"
                     );
                     self.metrics.inc(&metrics::NODE_RESETS, &[("watcher", self.name.as_str())]);
-                    return self.rewind_from(tip.number, tip).await;
+                    return self.rewind_from(target, tip).await;
                 }
             }
+            self.reset_suspected = false;
             // Reload the tip next time: another writer may have moved it (an L1 rewind takes an
             // L2 log back with it, also one made at start-up before this watcher loaded its tip),
             // and a node with nothing new would otherwise never show it.

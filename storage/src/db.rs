@@ -500,28 +500,47 @@ impl ChainsDb {
     /// Removes every derived L2 block above `to_l2` from `chain`'s log (an L2 reorg, or an L2
     /// node reset behind the log). A chain that follows L1 keeps its head: it has still finished
     /// with those L1 blocks, and the newest remaining L2 block is what it derived as of them. An
-    /// explicit chain's head goes back to the source of the newest remaining L2 block, so that
-    /// the rollup node's re-derivation is recorded from there. Rewinding below the first entry
-    /// empties the log.
+    /// explicit chain goes back to before the L1 block `s` that `to_l2` was derived from: every
+    /// block derived from `s` goes too, and the head is `s - 1`, so that the rollup node's
+    /// re-derivation of `s` is recorded whole (the L1 block that made a block safe is never
+    /// below the log's head). Rewinding below the first entry empties the log.
     pub fn rewind_chain(&mut self, chain: ChainId, to_l2: u64) -> Result<()> {
         self.writable()?;
         let tree = self.l2_tree(chain)?;
+        let mut state = self.chain_state(chain)?;
+        let (mut to_l2, mut head) = (to_l2, None);
+        if state.mode == ChainMode::Explicit
+            && let Some((_, source)) = self.l2_row(chain, to_l2)?
+        {
+            while let Some(prev) = to_l2.checked_sub(1)
+                && self.l2_row(chain, to_l2)?.is_some_and(|(_, s)| s == source)
+            {
+                to_l2 = prev;
+            }
+            if self.l2_row(chain, to_l2)?.is_some_and(|(_, s)| s == source) {
+                // Block 0 itself came from `source`: nothing of the log is left.
+                to_l2 = 0;
+                head = Some(None);
+            } else {
+                head = Some(source.checked_sub(1));
+            }
+        }
         let mut ws = WriteSet::default();
-        for key in tree.range(codec::num_key(to_l2.saturating_add(1))..).keys() {
+        let removed_all = head == Some(None);
+        let from = if removed_all { 0 } else { to_l2.saturating_add(1) };
+        for key in tree.range(codec::num_key(from)..).keys() {
             ws.l2(chain).remove(key?);
         }
         let first = tree.first()?.map(|(k, _)| codec::decode_num_key("l2", &k)).transpose()?;
-        let mut state = self.chain_state(chain)?;
-        if first.is_some_and(|f| f > to_l2) {
+        if removed_all || first.is_some_and(|f| f > to_l2) {
             state.head = None;
             state.finished = false;
             ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
             self.identity_on_emptied(&mut ws, IdentityOf::L2(chain))?;
-        } else if state.mode == ChainMode::Explicit
-            && let Some((_, source)) = self.l2_row(chain, to_l2)?
-            && state.head != Some(source)
+        } else if let Some(Some(head)) = head
+            && state.head != Some(head)
         {
-            state.head = Some(source);
+            state.head = Some(head);
             state.finished = false;
             ws.chains.insert(&codec::num_key(chain), &state.encode()[..]);
         }

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::{ChainsDb, Result, StorageError, WriteGate};
 
@@ -36,11 +36,12 @@ pub struct DurableDb {
 #[allow(clippy::large_enum_variant)]
 enum State {
     Open(ChainsDb),
-    /// Closed by a disk failure.
+    /// Closed by a disk failure; `warned`: a failed reopen has been logged once.
     Closed {
         cause: String,
         at: Instant,
         last_attempt: Instant,
+        warned: bool,
     },
 }
 
@@ -51,7 +52,7 @@ impl DurableDb {
     }
 
     /// Runs `f` on the database, reopening it first if a disk failure closed it (at most once
-    /// per [`REOPEN_EVERY`]). A sled error from `f` closes it; the caller gets
+    /// per [`REOPEN_EVERY`]). A disk error (`sled::Error::Io`) from `f` closes it; the caller gets
     /// [`StorageError::Unavailable`].
     pub fn run<T>(&mut self, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
         self.run_with(false, f)
@@ -87,7 +88,9 @@ impl DurableDb {
             }
         };
         match result {
-            Err(StorageError::Sled(e)) => Err(self.close(e)),
+            // Only the disk's errors: sled's own corruption detection stays a `Sled` error,
+            // which the writers treat as fatal.
+            Err(StorageError::Sled(e @ sled::Error::Io(_))) => Err(self.close(e)),
             other => other,
         }
     }
@@ -98,7 +101,7 @@ impl DurableDb {
 
     /// Reopens a closed database from its directory, if it can.
     fn reopen(&mut self) {
-        let (State::Closed { at, last_attempt, .. }, Some(path)) = (&mut self.state, &self.path) else {
+        let (State::Closed { at, last_attempt, warned, .. }, Some(path)) = (&mut self.state, &self.path) else {
             return;
         };
         *last_attempt = Instant::now();
@@ -113,6 +116,10 @@ impl DurableDb {
                     "reopened the database from disk after a disk failure: writing resumes from what is durable"
                 );
                 self.state = State::Open(db);
+            }
+            Err(e) if !*warned => {
+                *warned = true;
+                warn!(target: "storage", path = %path.display(), error = %e, "the database cannot be reopened yet: trying again every second");
             }
             Err(e) => {
                 debug!(target: "storage", path = %path.display(), error = %e, "the database cannot be reopened yet")
@@ -132,7 +139,7 @@ impl DurableDb {
         );
         // Dropping it releases sled's lock on the directory, so that it can be reopened.
         let now = Instant::now();
-        self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now };
+        self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now, warned: false };
         StorageError::Unavailable { cause, since: Duration::ZERO }
     }
 }

@@ -425,16 +425,23 @@ fn rewind_chain_truncates_and_keeps_the_head() {
 }
 
 #[test]
-fn an_explicit_chain_rewinds_its_head_to_the_source_of_the_newest_remaining_block() {
+fn an_explicit_chain_rewinds_to_before_the_l1_block_of_the_newest_remaining_block() {
     let mut db = db_with_l1(0..=4);
     db.add_chain(1, ChainMode::Explicit).unwrap();
-    db.record_derived_batch(1, &[(l1(1), l2(5)), (l1(2), l2(5)), (l1(2), l2(6)), (l1(3), l2(6)), (l1(4), l2(6))])
-        .unwrap();
-    db.rewind_chain(1, 5).unwrap();
+    // L1 1 derived L2 5; L1 2 derived 6 and 7; L1 3 and 4 derived nothing.
+    let entries = [(l1(1), l2(5)), (l1(2), l2(5)), (l1(2), l2(6)), (l1(2), l2(7)), (l1(3), l2(7)), (l1(4), l2(7))];
+    db.record_derived_batch(1, &entries).unwrap();
+    // The node lost 7: everything derived from L1 2 goes, the head goes back to L1 1.
+    db.rewind_chain(1, 6).unwrap();
     assert_eq!(db.latest(1).unwrap(), Some(DerivedPair { source: l1(1), derived: l2(5) }));
-    // Re-derivation goes on from there, with other sources than before.
-    db.record_derived_batch(1, &[(l1(2), l2(5)), (l1(3), l2(5)), (l1(3), l2(6))]).unwrap();
-    assert_eq!(db.derived_from(1, 6).unwrap(), l1(3));
+    assert!(db.check().unwrap().is_ok());
+    // Re-derivation records L1 2 whole, with what the node derived from it now.
+    db.record_derived_batch(1, &[(l1(2), l2(5)), (l1(2), l2(6)), (l1(3), l2(6))]).unwrap();
+    assert_eq!(db.derived_from(1, 6).unwrap(), l1(2));
+    assert_eq!(db.latest(1).unwrap(), Some(DerivedPair { source: l1(3), derived: l2(6) }));
+    // Losing the first L1 block's blocks empties the log.
+    db.rewind_chain(1, 5).unwrap();
+    assert_eq!(db.latest(1).unwrap(), None);
     assert!(db.check().unwrap().is_ok());
 }
 

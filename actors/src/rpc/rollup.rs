@@ -100,7 +100,11 @@ impl EthRpc {
             out.push(waiter.await.map_err(|e| match &e {
                 JsonRpcError::ErrorResp(payload) => {
                     let message = payload.message.to_lowercase();
-                    if payload.code == -32601 || message.contains("not enabled") || message.contains("not available") {
+                    if payload.code == -32601
+                        || message.contains("method")
+                        || message.contains("not enabled")
+                        || message.contains("not available")
+                    {
                         SafeHeadError::Unsupported(payload.message.to_string())
                     } else if message.contains("not found") {
                         SafeHeadError::NotFound

@@ -25,6 +25,9 @@ use crate::{
 /// slots, as the head-stall bound.
 pub const SILENCE: Duration = Duration::from_secs(120);
 
+/// How long connecting and subscribing may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Subscribes to `newHeads` at `url` for as long as the process runs, sending [`HeadAnnounced`]
 /// to `watcher` for every notification. Runs on the current actix arbiter.
 pub fn follow_new_heads(url: String, watcher: Recipient<HeadAnnounced>, metrics: Metrics) {
@@ -45,13 +48,15 @@ pub fn follow_new_heads(url: String, watcher: Recipient<HeadAnnounced>, metrics:
 
 /// One subscription, until it fails; why it ended.
 async fn subscribe(url: &str, watcher: &Recipient<HeadAnnounced>, metrics: &Metrics, backoff: &mut Backoff) -> String {
-    let client = match ClientBuilder::default().ws(WsConnect::new(url)).await {
-        Ok(client) => client,
-        Err(e) => return format!("cannot connect: {e}"),
+    let client = match tokio::time::timeout(SETUP_TIMEOUT, ClientBuilder::default().ws(WsConnect::new(url))).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return format!("cannot connect: {e}"),
+        Err(_) => return format!("no WebSocket handshake within {SETUP_TIMEOUT:?}"),
     };
-    let id: B256 = match client.request("eth_subscribe", ("newHeads",)).await {
-        Ok(id) => id,
-        Err(e) => return format!("eth_subscribe failed: {e}"),
+    let id: B256 = match tokio::time::timeout(SETUP_TIMEOUT, client.request("eth_subscribe", ("newHeads",))).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return format!("eth_subscribe failed: {e}"),
+        Err(_) => return format!("no answer to eth_subscribe within {SETUP_TIMEOUT:?}"),
     };
     let Some(frontend) = client.pubsub_frontend() else {
         return "the transport has no subscriptions".into();

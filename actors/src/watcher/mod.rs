@@ -102,6 +102,10 @@ pub struct Watcher<F: Step> {
     heads_in_flight: bool,
     /// A head was announced while a step was in flight: step again as soon as it is done.
     step_again: bool,
+    /// The scheduled next step, if any: one at a time, so announced heads add no second loop.
+    next_step: Option<actix::SpawnHandle>,
+    /// The scheduled step ends a retry or restart backoff.
+    in_backoff: bool,
 }
 
 impl<F: Step> Watcher<F> {
@@ -136,6 +140,8 @@ impl<F: Step> Watcher<F> {
             liveness,
             heads_in_flight: false,
             step_again: false,
+            next_step: None,
+            in_backoff: false,
         }
     }
 
@@ -172,6 +178,16 @@ impl<F: Step> Watcher<F> {
         }
     }
 
+    /// The next step after `delay`, replacing any step already scheduled; `backoff`: a retry or
+    /// restart backoff, which an announced head does not cut short.
+    fn schedule(&mut self, ctx: &mut Context<Self>, delay: Duration, backoff: bool) {
+        if let Some(old) = self.next_step.take() {
+            ctx.cancel_future(old);
+        }
+        self.next_step = Some(ctx.notify_later(Poll, delay));
+        self.in_backoff = backoff;
+    }
+
     fn step_done(&mut self, result: Result<Progress, FollowError>, ctx: &mut Context<Self>) {
         if self.shutting_down {
             for w in self.waiters.drain(..) {
@@ -195,14 +211,12 @@ impl<F: Step> Watcher<F> {
                     Progress::Advanced { behind } if behind > 0 => ctx.notify(Poll),
                     Progress::Rewound => ctx.notify(Poll),
                     _ if std::mem::take(&mut self.step_again) => ctx.notify(Poll),
-                    _ => {
-                        ctx.notify_later(Poll, self.timing.poll_interval);
-                    }
+                    _ => self.schedule(ctx, self.timing.poll_interval, false),
                 }
             }
             Err(e) if e.is_waiting() => {
                 debug!(target: "watcher", watcher = %name, reason = %e, "waiting");
-                ctx.notify_later(Poll, self.timing.poll_interval);
+                self.schedule(ctx, self.timing.poll_interval, false);
             }
             Err(e) => {
                 self.status.consecutive_failures += 1;
@@ -224,7 +238,7 @@ impl<F: Step> Watcher<F> {
                 } else {
                     warn!(target: "watcher", watcher = %name, error = %e, failures = self.status.consecutive_failures, retry_in = ?delay, "step failed");
                 }
-                ctx.notify_later(Poll, delay);
+                self.schedule(ctx, delay, true);
             }
         }
     }
@@ -235,7 +249,7 @@ impl<F: Step> Actor for Watcher<F> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let delay = if self.status.restarts == 0 { Duration::ZERO } else { self.restart.next_delay() };
-        ctx.notify_later(Poll, delay);
+        self.schedule(ctx, delay, self.status.restarts > 0);
         if let Some(every) = self.timing.heads_interval {
             ctx.notify_later(PollHeads, delay);
             ctx.run_interval(every, |_, ctx| ctx.notify(PollHeads));
@@ -284,10 +298,11 @@ impl<F: Step> Handler<HeadAnnounced> for Watcher<F> {
     type Result = ();
 
     fn handle(&mut self, _: HeadAnnounced, ctx: &mut Context<Self>) {
-        if self.follower.is_some() {
-            ctx.notify(Poll);
-        } else {
+        if self.follower.is_none() {
             self.step_again = true;
+        } else if !self.in_backoff {
+            // Now instead of at the scheduled time: still one loop of steps.
+            self.schedule(ctx, Duration::ZERO, false);
         }
     }
 }
