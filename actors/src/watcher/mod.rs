@@ -263,8 +263,10 @@ impl<F: Step> Supervised for Watcher<F> {
         let name = self.name.clone();
         self.metrics.inc(&metrics::ACTOR_RESTARTS, &[("actor", name.as_str())]);
         warn!(target: "watcher", watcher = %name, restarts = self.status.restarts, "restarting; state reloads from the database");
-        // The stopped actor's futures are gone, the heads poll in flight with them.
+        // The stopped actor's futures are gone, the heads poll in flight and the scheduled step
+        // with them (its handle must not cancel a future of the restarted context).
         self.heads_in_flight = false;
+        self.next_step = None;
         if let Some(f) = self.follower.as_mut() {
             f.reset();
         }
