@@ -39,8 +39,6 @@ mod common;
 mod fuzz;
 #[path = "reliability/hostile.rs"]
 mod hostile;
-#[path = "reliability/huge.rs"]
-mod huge;
 #[path = "reliability/storm.rs"]
 mod storm;
 

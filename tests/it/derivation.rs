@@ -52,11 +52,7 @@ async fn start(safe_head_db: bool) -> Result<Nodes> {
     l1.mine(20).await?;
     l2.mine(10).await?;
     let rollup = RollupNode::start(&l1.url(), &l2.url(), Derivation { lag: LAG, per_l1: 2, safe_head_db }).await?;
-    let mut spec = Spec::new(l1.url());
-    let mut chain = ChainSpec::new(L2, l2.url(), "latest");
-    chain.extra = format!("rollup_rpc_url = {:?}\n", rollup.url());
-    spec.chains.push(chain);
-    let sup = Supervisor::start(&spec).await?;
+    let sup = Supervisor::start(&rollup_spec(&l1, &l2, &rollup)).await?;
     wait_for("the log's first entry", WAIT, POLL, || async { local_safe(&sup).await }).await?;
     Ok(Nodes { l1, l2, rollup, sup })
 }
@@ -156,29 +152,19 @@ async fn without_safe_head_at_l1_block_sources_are_the_first_reported_l1_block_a
 /// re-synced on another history: the log rewinds to what the node still has and re-records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_l2_node_reset_behind_the_index_rewinds_the_log_and_re_records_it() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let snapshot = dir.path().join("l2-at-10.json");
     let l1 = Anvil::spawn(AnvilOptions::default()).await?;
     l1.mine(5).await?;
-    let opts = |state: Option<std::path::PathBuf>, dump: bool| AnvilOptions {
-        chain_id: Some(L2),
-        dump_state: dump.then(|| snapshot.clone()),
-        load_state: state,
-        ..AnvilOptions::default()
-    };
-    let mut l2 = Anvil::spawn(opts(None, true)).await?;
-    l2.mine(10).await?;
-    l2.shutdown().await?;
-    l2.restart_with(opts(Some(snapshot.clone()), false)).await?;
-    ensure!(l2.block_number().await? == 10, "the snapshot reloads at block 10");
+    let mut node = Snapshotted::start().await?;
+    let l2 = &mut node.l2;
     let mut spec = Spec::new(l1.url());
     spec.chains.push(ChainSpec::new(L2, l2.url(), "latest"));
     let mut sup = Supervisor::start(&spec).await?;
     l2.mine(20).await?;
-    wait_recorded(&sup, &l2, 30).await?;
+    wait_recorded(&sup, l2, 30).await?;
 
     // Restored from the snapshot at block 10: blocks 11..=30 are gone from the node.
-    l2.restart_with(opts(Some(snapshot.clone()), false)).await?;
+    node.restore().await?;
+    let l2 = &mut node.l2;
     let resets = "node_resets_total{watcher=\"l2_901\"}";
     wait_for("the reset seen", WAIT, POLL, || async { Ok((sup.metric(resets).await? >= 1.0).then_some(())) })
         .await
@@ -186,17 +172,56 @@ async fn an_l2_node_reset_behind_the_index_rewinds_the_log_and_re_records_it() -
     ensure!(sup.log_text().contains("the node no longer has the stored tip"), "said");
     l2.mine(5).await?;
     // The log links by parent hash, so the node's block 15 at the tip means 11..=15 are its too.
-    wait_recorded(&sup, &l2, 15).await?;
+    wait_recorded(&sup, l2, 15).await?;
     let stale = sup.call("supervisor_derivedFrom", json!([to_hex(L2), to_hex(16)])).await?;
     ensure!(stale.is_err(), "no stale row above the node's head: {stale:?}");
 
     // Re-synced on another history (a fresh chain): nothing recorded is the node's any more.
-    l2.restart_with(opts(None, false)).await?;
+    l2.restart_with(AnvilOptions { chain_id: Some(L2), ..AnvilOptions::default() }).await?;
     l2.mine(20).await?;
-    wait_recorded(&sup, &l2, 20).await?;
+    wait_recorded(&sup, l2, 20).await?;
     ensure!(sup.metric("actor_restarts_total{actor=\"l2_901\"}").await? == 0.0, "no restart: {}", sup.log_text());
-    ensure!(stop_and_compare(&mut sup, &l2).await? > 0);
+    ensure!(stop_and_compare(&mut sup, l2).await? > 0);
     Ok(())
+}
+
+/// A supervisor config whose one chain takes its derivation from `rollup`.
+fn rollup_spec(l1: &Anvil, l2: &Anvil, rollup: &RollupNode) -> Spec {
+    let mut spec = Spec::new(l1.url());
+    let mut chain = ChainSpec::new(L2, l2.url(), "latest");
+    chain.extra = format!("rollup_rpc_url = {:?}\n", rollup.url());
+    spec.chains.push(chain);
+    spec
+}
+
+/// An L2 anvil running from a snapshot of its chain at block 10, which it can be restored to.
+struct Snapshotted {
+    l2: Anvil,
+    snapshot: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Snapshotted {
+    async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let snapshot = dir.path().join("l2-at-10.json");
+        let dump = AnvilOptions { chain_id: Some(L2), dump_state: Some(snapshot.clone()), ..AnvilOptions::default() };
+        let mut l2 = Anvil::spawn(dump).await?;
+        l2.mine(10).await?;
+        l2.shutdown().await?;
+        let mut node = Snapshotted { l2, snapshot, _dir: dir };
+        node.restore().await?;
+        Ok(node)
+    }
+
+    /// Restarts the node from the snapshot: its chain ends at block 10 again.
+    async fn restore(&mut self) -> Result<()> {
+        let load =
+            AnvilOptions { chain_id: Some(L2), load_state: Some(self.snapshot.clone()), ..AnvilOptions::default() };
+        self.l2.restart_with(load).await?;
+        ensure!(self.l2.block_number().await? == 10, "the snapshot reloads at block 10");
+        Ok(())
+    }
 }
 
 async fn wait_recorded(sup: &Supervisor, l2: &Anvil, number: u64) -> Result<()> {
@@ -213,27 +238,13 @@ async fn wait_recorded(sup: &Supervisor, l2: &Anvil, number: u64) -> Result<()> 
 /// node re-derives from there; the log rewinds with it and records the re-derivation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollup_node_and_l2_node_reset_behind_the_index_rewind_the_log() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let snapshot = dir.path().join("l2-at-10.json");
     let l1 = Anvil::spawn(AnvilOptions::default()).await?;
     l1.mine(20).await?;
-    let opts = |state: Option<std::path::PathBuf>, dump: bool| AnvilOptions {
-        chain_id: Some(L2),
-        dump_state: dump.then(|| snapshot.clone()),
-        load_state: state,
-        ..AnvilOptions::default()
-    };
-    let mut l2 = Anvil::spawn(opts(None, true)).await?;
-    l2.mine(10).await?;
-    l2.shutdown().await?;
-    l2.restart_with(opts(Some(snapshot.clone()), false)).await?;
+    let mut node = Snapshotted::start().await?;
     let rollup =
-        RollupNode::start(&l1.url(), &l2.url(), Derivation { lag: LAG, per_l1: 2, safe_head_db: true }).await?;
-    let mut spec = Spec::new(l1.url());
-    let mut chain = ChainSpec::new(L2, l2.url(), "latest");
-    chain.extra = format!("rollup_rpc_url = {:?}\n", rollup.url());
-    spec.chains.push(chain);
-    let mut sup = Supervisor::start(&spec).await?;
+        RollupNode::start(&l1.url(), &node.l2.url(), Derivation { lag: LAG, per_l1: 2, safe_head_db: true }).await?;
+    let mut sup = Supervisor::start(&rollup_spec(&l1, &node.l2, &rollup)).await?;
+    let l2 = &node.l2;
     l2.mine(20).await?;
     for _ in 0..12 {
         l1.mine(1).await?;
@@ -245,7 +256,8 @@ async fn a_rollup_node_and_l2_node_reset_behind_the_index_rewind_the_log() -> Re
     let before = local_safe(&sup).await?.context("recorded")?;
     ensure!(before > 20, "recorded up to {before}");
 
-    l2.restart_with(opts(Some(snapshot.clone()), false)).await?;
+    node.restore().await?;
+    let l2 = &node.l2;
     rollup.reset().await;
     let resets = "node_resets_total{watcher=\"rollup_901\"}";
     wait_for("the reset seen", WAIT, POLL, || async { Ok((sup.metric(resets).await? >= 1.0).then_some(())) })
@@ -260,7 +272,7 @@ async fn a_rollup_node_and_l2_node_reset_behind_the_index_rewind_the_log() -> Re
     .await
     .with_context(|| sup.log_text())?;
     ensure!(sup.metric("actor_restarts_total{actor=\"rollup_901\"}").await? == 0.0, "{}", sup.log_text());
-    ensure!(stop_and_compare(&mut sup, &l2).await? > 0);
+    ensure!(stop_and_compare(&mut sup, l2).await? > 0);
     Ok(())
 }
 

@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     common::{Report, Rng, alive, mib, node_head, peak_rss, tail, wait_caught_up},
-    harness::{Anvil, AnvilOptions, Proxy, ProxyMode, rewrite_block_tags, to_hex, wait_for},
-    huge::HostileNode,
+    harness::{Anvil, AnvilOptions, HostileNode, Proxy, ProxyMode, rewrite_block_tags, to_hex, wait_for},
     supervisor::{Spec, Supervisor, l1_rows},
 };
 

@@ -13,6 +13,7 @@
 //!   Garbage / Truncated, and Rewrite: JSON-RPC aware, it forwards and replaces the results a
 //!   [`Rewrite`] rule picks (a lying `finalized` block, `null` for `latest`, a frozen head; see
 //!   [`rewrite_block_tags`]).
+//! * [`HostileNode`]: an HTTP front for a node that, when hostile, sends huge answers.
 //! * [`RollupNode`]: a stand-in rollup node serving `optimism_syncStatus` and
 //!   `optimism_safeHeadAtL1Block` from real anvil L1 and L2 nodes, with a derivation lag.
 //! * [`wait_for`]: poll a condition until it yields `Some`, with a hard deadline.
@@ -25,12 +26,14 @@
 //! "finalized" blocks: [`RpcClient::reorg`] deeper than `2 * slots` rewrites them.
 
 pub mod anvil;
+pub mod huge_node;
 pub mod proxy;
 pub mod rollup_node;
 pub mod rpc;
 pub mod wait;
 
 pub use anvil::{ANVIL_REL_PATH, Anvil, AnvilOptions, anvil_bin, resolve_anvil_bin, workspace_root};
+pub use huge_node::HostileNode;
 pub use proxy::{GARBAGE_BODY, Proxy, ProxyMode, Rewrite, TRUNCATED_BODY, rewrite_block_tags};
 pub use rollup_node::{Derivation, RollupNode};
 pub use rpc::{Block, BlockId, Reorg, RpcClient, RpcError, check_linked, parse_hex_u64, to_hex};

@@ -1,6 +1,6 @@
-//! A hostile L1 node for the huge-answers mode (a copy of the one in `tests/it/memory.rs`):
-//! every `eth_getBlockByNumber` answered with a 200 MB body, every batch with 50 MB of padding
-//! per item, generated while sent, never held.
+//! [`HostileNode`]: a hostile node that sends huge answers (the `memory` test and the
+//! reliability suite's huge-answers mode): every `eth_getBlockByNumber` answered with a 200 MB
+//! body, every batch with 50 MB of padding per item, generated while sent, never held.
 
 use std::{
     net::SocketAddr,
@@ -18,9 +18,9 @@ use tokio::{
 };
 
 /// A single answer of the hostile node.
-const SINGLE_BYTES: usize = 200_000_000;
+pub const SINGLE_BYTES: usize = 200_000_000;
 /// The padding of each item of a batch answer.
-const BATCH_ITEM_BYTES: usize = 50_000_000;
+pub const BATCH_ITEM_BYTES: usize = 50_000_000;
 
 /// A loopback HTTP server in front of `target`: honest, it forwards each request and its answer;
 /// hostile, it answers with the padding above, generated while it is sent (64 KiB at a time, never
