@@ -12,7 +12,6 @@ mod config;
 mod datadir;
 mod devnet;
 mod http;
-mod jwt;
 mod node;
 #[cfg(test)]
 mod reference;
@@ -148,10 +147,9 @@ fn main() -> ExitCode {
 }
 
 fn jwt_token(secret_file: &std::path::Path) -> ExitCode {
-    match jwt::JwtSecret::from_file(secret_file) {
-        Ok(secret) => {
-            let _ =
-                writeln!(std::io::stdout(), "{}", secret.token(rollup_supervisor_actors::uptime::watchdog::unix_now()));
+    match rpc::read_secret(secret_file).and_then(|secret| rpc::token(&secret)) {
+        Ok(token) => {
+            let _ = writeln!(std::io::stdout(), "{token}");
             ExitCode::SUCCESS
         }
         Err(e) => {

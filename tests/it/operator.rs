@@ -165,7 +165,16 @@ async fn admin_override_needs_a_valid_token_and_reports_the_outage_once() -> Res
     let missing = call(None).await?.expect_err("no token");
     assert!(error_message(&missing).contains("unauthorized: missing"), "{missing}");
     let forged = call(Some(token(&other)?)).await?.expect_err("another secret");
-    assert!(error_message(&forged).contains("unauthorized: invalid signature"), "{forged}");
+    assert!(error_message(&forged).contains("unauthorized: provided signature is invalid"), "{forged}");
+    // Inside a batch the admin call is refused too, and the read beside it is answered.
+    let batch = json!([
+        { "jsonrpc": "2.0", "id": 1, "method": "admin_forceUptimeUpdate", "params": [CHAIN] },
+        { "jsonrpc": "2.0", "id": 2, "method": "supervisor_syncStatus", "params": [] },
+    ]);
+    let replies: Vec<Value> = reqwest::Client::new().post(&sup.rpc_url).json(&batch).send().await?.json().await?;
+    let reply = |id: u64| replies.iter().find(|r| r["id"] == json!(id)).cloned().unwrap_or(Value::Null);
+    assert!(error_message(&reply(1)["error"]).contains("unauthorized: missing"), "{replies:?}");
+    assert!(reply(2)["result"]["l1"].is_object(), "{replies:?}");
     assert!(f.pooled().await?.is_empty(), "nothing was sent without a valid token");
     let unknown = sup.call_with_token("admin_forceUptimeUpdate", json!([7]), Some(token(&secret)?)).await?;
     assert!(error_message(&unknown.expect_err("chain 7")).contains("not enabled for chain 7"));

@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use actix::{Addr, MailboxError};
 use jsonrpsee::{
-    Extensions, RpcModule,
-    server::{HttpBody, Server, ServerConfig, ServerHandle, stop_channel},
+    RpcModule,
+    server::{HttpBody, Server, ServerConfig, ServerHandle, middleware::rpc::RpcServiceBuilder, stop_channel},
     types::{ErrorObjectOwned, Params},
 };
 use rollup_supervisor_actors::{
@@ -25,10 +25,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use tower::Service as _;
 
-use crate::{
-    http::{BodyDeadline, HttpServer, Limits, Listener},
-    jwt::{JwtError, JwtSecret},
-};
+pub use self::admin::{Admin, read_secret, token};
+use self::admin::{AdminGuard, bearer};
+use crate::http::{BodyDeadline, HttpServer, Limits, Listener};
+
+mod admin;
 
 /// Error code for a valid request about something the database does not hold.
 const NOT_FOUND: i32 = -32001;
@@ -36,55 +37,8 @@ const NOT_FOUND: i32 = -32001;
 const INTERNAL: i32 = -32603;
 /// Error code for bad parameters.
 const INVALID_PARAMS: i32 = -32602;
-/// Error code for an admin method called without a valid token (or with admin methods off).
-const UNAUTHORIZED: i32 = -32004;
 /// Error code for an admin action that was refused by a safety check.
 const REFUSED: i32 = -32005;
-
-/// Admin access: off (no `rpc.jwt_secret_file`), or the secret that tokens must be signed with.
-#[derive(Clone, Debug)]
-pub struct Admin(Option<JwtSecret>);
-
-impl Admin {
-    /// Reads `rpc.jwt_secret_file` if it is set.
-    pub fn from_config(rpc: &crate::config::RpcConfig) -> Result<Self, crate::config::ConfigError> {
-        let secret = rpc
-            .jwt_secret_file
-            .as_deref()
-            .map(JwtSecret::from_file)
-            .transpose()
-            .map_err(|e| crate::config::ConfigError(format!("invalid value for key `rpc.jwt_secret_file`: {e}")))?;
-        Ok(Self(secret))
-    }
-
-    /// Whether admin methods are on.
-    pub fn enabled(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Checks the caller's bearer token.
-    fn authorize(&self, ext: &Extensions) -> Result<(), ErrorObjectOwned> {
-        let Some(secret) = &self.0 else {
-            return Err(err(UNAUTHORIZED, "admin methods are disabled: set `rpc.jwt_secret_file` to enable them"));
-        };
-        let token = ext.get::<Bearer>().and_then(|b| b.0.as_deref());
-        let now = rollup_supervisor_actors::uptime::watchdog::unix_now();
-        token
-            .ok_or(JwtError::Missing)
-            .and_then(|t| secret.verify(t, now))
-            .map_err(|e| err(UNAUTHORIZED, format!("unauthorized: {e}")))
-    }
-}
-
-/// The request's bearer token, copied from the HTTP `Authorization` header into the call's
-/// extensions by the server's HTTP middleware.
-#[derive(Clone, Debug)]
-struct Bearer(Option<String>);
-
-fn bearer(req: &jsonrpsee::server::HttpRequest) -> Bearer {
-    let value = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    Bearer(value.and_then(|v| v.strip_prefix("Bearer ")).map(|t| t.trim().to_owned()))
-}
 
 /// A quantity parameter: `"0x1a"` or `26`.
 #[derive(Clone, Copy, Debug)]
@@ -121,7 +75,6 @@ struct Ctx {
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
-    admin: Admin,
 }
 
 impl Ctx {
@@ -172,9 +125,8 @@ fn module(
     db: Addr<ChainsDbActor>,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
-    admin: Admin,
 ) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
-    let mut m = RpcModule::new(Ctx { db, metrics, uptime, admin });
+    let mut m = RpcModule::new(Ctx { db, metrics, uptime });
     m.register_async_method("supervisor_syncStatus", |_p, ctx: Arc<Ctx>, _| async move {
         let status = ctx.db.send(GetSyncStatus).await.map_err(mailbox_err)?.map_err(storage_err)?;
         let chains: serde_json::Map<String, Value> = status
@@ -239,8 +191,8 @@ fn module(
             "lastOutage": outage,
         }))
     })?;
-    m.register_async_method("admin_forceUptimeUpdate", |p, ctx: Arc<Ctx>, ext| async move {
-        ctx.admin.authorize(&ext)?;
+    // Guarded by [`AdminGuard`], like every `admin_*` method.
+    m.register_async_method("admin_forceUptimeUpdate", |p, ctx: Arc<Ctx>, _| async move {
         let (Quantity(chain),) = params::<(Quantity,)>(&p)?;
         let handles = ctx.uptime(chain)?;
         let outage = handles.watchdog.send(ForceUptimeUpdate).await.map_err(mailbox_err)?;
@@ -313,8 +265,9 @@ pub fn serve(
     let service = Server::builder()
         .set_config(config)
         .set_http_middleware(middleware)
+        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(move |service| AdminGuard::new(service, admin.clone())))
         .to_service_builder()
-        .build(module(db, metrics, uptime, admin)?, stop_handle);
+        .build(module(db, metrics, uptime)?, stop_handle);
     // A body must arrive as fast as a head: within the header-read timeout.
     let within = limits.header_read_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -333,7 +286,7 @@ pub fn method_names() -> Vec<String> {
             rollup_supervisor_storage::ChainsDb::temporary().expect("temporary db"),
             Metrics::default(),
         );
-        let m = module(db, Metrics::default(), BTreeMap::new(), Admin(None)).expect("module");
+        let m = module(db, Metrics::default(), BTreeMap::new()).expect("module");
         m.method_names().map(str::to_owned).collect()
     })
 }
