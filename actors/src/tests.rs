@@ -14,7 +14,7 @@ use crate::{
     rpc::{BlockTag, EthRpc},
     watcher::{
         Watcher, WatcherTiming,
-        messages::{GetStatus, Shutdown},
+        messages::{GetStatus, HeadAnnounced, Shutdown},
     },
 };
 
@@ -216,7 +216,7 @@ async fn a_watcher_whose_database_is_gone_is_restarted_with_backoff_and_counted(
 }
 
 #[actix::test]
-async fn a_node_that_is_down_is_retried_without_restarts_and_shutdown_stops_the_work() {
+async fn a_node_that_is_down_is_retried_without_restarts() {
     let metrics = Metrics::default();
     let store = FakeStore { tips: Rc::new(Cell::new(0)), gone: false };
     let addr = fake_watcher(store.clone(), metrics.clone()).start();
@@ -226,11 +226,79 @@ async fn a_node_that_is_down_is_retried_without_restarts_and_shutdown_stops_the_
     assert_eq!(status.restarts, 0, "a dead node is waited out, not a reason to restart");
     assert!(status.last_error.is_some_and(|e| e.contains("127.0.0.1:9")));
     assert!(metrics.get(&metrics::WATCHER_ERRORS, &[("watcher", "fake"), ("kind", "rpc")]) >= 2.0);
+}
 
-    addr.send(Shutdown).await.unwrap();
-    let after = addr.send(GetStatus).await.unwrap().consecutive_failures;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(addr.send(GetStatus).await.unwrap().consecutive_failures, after, "no step ran after shutdown");
+/// A store whose first `tip` waits until the test releases it: a step held in flight.
+#[derive(Clone, Default)]
+struct HeldStore {
+    entered: Rc<Cell<bool>>,
+    finished: Rc<Cell<bool>>,
+    release: Rc<tokio::sync::Notify>,
+}
+
+impl FollowStore for HeldStore {
+    async fn tip(&self) -> Result<Option<BlockRef>, FollowError> {
+        if !self.entered.replace(true) {
+            self.release.notified().await;
+            self.finished.set(true);
+        }
+        Ok(Some(block(0, 1)))
+    }
+    async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
+        Ok(Vec::new())
+    }
+    async fn floor(&self) -> Result<Option<u64>, FollowError> {
+        Ok(None)
+    }
+    async fn append(&self, _: Vec<BlockRef>) -> Result<(), FollowError> {
+        Ok(())
+    }
+    async fn rewind(&self, _: u64, _: u64) -> Result<(), FollowError> {
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn shutdown_answers_once_the_step_in_flight_has_finished_and_no_step_starts_after_it() {
+    let metrics = Metrics::default();
+    let store = HeldStore::default();
+    // Nothing listens on port 9: every step ends in one failed request, counted per endpoint.
+    let rpc = EthRpc::new("http://127.0.0.1:9", Duration::from_millis(200))
+        .expect("url")
+        .with_metrics(metrics.clone(), "held");
+    let requests = || metrics.get(&metrics::NODE_REQUESTS, &[("endpoint", "held"), ("method", "eth_getBlockByNumber")]);
+    let cfg = FollowConfig {
+        tag: BlockTag::Latest,
+        confirmations: 0,
+        batch_size: 10,
+        start_block: None,
+        expected_chain_id: None,
+        rewind_when_behind: false,
+    };
+    let follower = Follower::new("held", rpc, store.clone(), cfg, metrics.clone());
+    let addr = Watcher::new(follower, fast_timing(), metrics.clone()).start();
+    assert!(eventually(10, async || store.entered.get()).await, "the first step did not start");
+
+    let mut shutdown = std::pin::pin!(addr.send(Shutdown));
+    // Bounded negative check: while the step is held, Shutdown must not answer. 20 poll
+    // intervals is ample for a reply that did not wait.
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut shutdown).await;
+    assert!(early.is_err(), "Shutdown answered while a step was in flight");
+    assert!(!store.finished.get());
+    assert_eq!(requests(), 0.0, "the held step has not reached the node yet");
+
+    store.release.notify_one();
+    let answered = tokio::time::timeout(Duration::from_secs(5), &mut shutdown).await;
+    assert!(matches!(answered, Ok(Ok(()))), "Shutdown did not answer once the step finished: {answered:?}");
+    assert!(store.finished.get(), "Shutdown answered before the step in flight finished");
+    assert_eq!(requests(), 1.0, "the held step ran to its end (its request to the node) before the answer");
+
+    // No step starts after the reply: neither the poll and retry timers (10 ms, 5-20 ms
+    // backoff) nor an announced head. A bounded negative check over 20 retry intervals: a
+    // watcher that kept stepping would have asked the node several times by then.
+    addr.send(HeadAnnounced).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(requests(), 1.0, "a step ran after shutdown");
 }
 
 mod signer_actor {

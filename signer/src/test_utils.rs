@@ -1,6 +1,7 @@
 //! Test helpers (feature `test-utils`): an in-process Web3Signer stand-in.
 //!
-//! [`StandIn`] speaks the Web3Signer eth1 API of DOMAIN.md §4 over plain HTTP/1.1 on
+//! [`StandIn`] speaks Web3Signer's eth1 API
+//! (<https://consensys.github.io/web3signer/web3signer-eth1.html>) over plain HTTP/1.1 on
 //! `127.0.0.1`, one request per connection (`Connection: close`), and signs with a real secp256k1
 //! key: `keccak256(data)` then ECDSA, answered as `text/plain` `0x` r‖s‖v with v = 27/28.
 //!

@@ -1,4 +1,7 @@
-//! The remote backend: a Web3Signer reached over HTTP(S) (DOMAIN.md §4).
+//! The remote backend: a Web3Signer reached over HTTP(S), through its eth1 signing API
+//! (`POST /api/v1/eth1/sign/{identifier}` with `{"data": "0x…"}`, answered with the `0x` r‖s‖v
+//! signature of `keccak256(data)`; `GET /upcheck` for health), as Consensys documents it at
+//! <https://consensys.github.io/web3signer/web3signer-eth1.html>.
 
 use std::{
     fmt,

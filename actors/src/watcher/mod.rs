@@ -17,7 +17,7 @@
 
 pub mod liveness;
 pub mod messages;
-mod stores;
+mod targets;
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use rollup_supervisor_storage::BlockRef;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-pub use self::stores::{L1Target, L2Target};
+pub use self::targets::{L1Target, L2Target};
 use self::{liveness::HeadLiveness, messages::*};
 use crate::{
     backoff::Backoff,
