@@ -15,6 +15,7 @@
 
 #[path = "../it/harness/mod.rs"]
 mod harness;
+mod isolation;
 #[path = "../it/supervisor.rs"]
 mod supervisor;
 #[allow(unused_imports)] // the tests' imports
@@ -299,6 +300,14 @@ async fn pool_read() -> Result<(Duration, Duration, usize, f64, f64)> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    if std::env::var("UPTIME_BENCH").as_deref() == Ok("isolation") {
+        let mut r = isolation::run().await?;
+        println!("catch-up of 10 000 L1 blocks, {} rounds: {}", r.catch_up.len(), isolation::summary(&mut r.catch_up)?);
+        println!("supervisor_syncStatus during the catch-up: {}", isolation::summary(&mut r.busy)?);
+        println!("supervisor_syncStatus once idle (the limit): {}", isolation::summary(&mut r.idle)?);
+        println!("watchdog check lateness during the catch-up: {}", isolation::summary(&mut r.late)?);
+        return Ok(());
+    }
     let (local, remote) = signing_latency().await?;
     let (serve, parse, bytes, quiet, busy) = pool_read().await.context("pool read")?;
     // `UPTIME_BENCH=pool`: the pool figures only (a minute instead of half an hour).
