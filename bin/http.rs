@@ -247,7 +247,9 @@ impl Limits {
 /// busy port is a clear error.
 #[derive(Debug)]
 pub struct Listener {
-    listener: TcpListener,
+    /// A std listener, so that it can be bound on one thread and served on another (a tokio
+    /// listener belongs to the runtime that registered it).
+    listener: std::net::TcpListener,
     addr: SocketAddr,
 }
 
@@ -257,7 +259,6 @@ impl Listener {
         let listen = || format!("cannot listen on {addr} (key `{key}`)");
         let listener = std::net::TcpListener::bind(addr).with_context(listen)?;
         listener.set_nonblocking(true).with_context(listen)?;
-        let listener = TcpListener::from_std(listener).with_context(listen)?;
         let addr = listener.local_addr().with_context(listen)?;
         Ok(Self { listener, addr })
     }
@@ -280,7 +281,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Serves `/metrics`, `/healthz` and `/readyz` on `listener`.
-    pub fn metrics(listener: Listener, limits: Limits, metrics: Metrics, health: Health) -> Self {
+    pub fn metrics(listener: Listener, limits: Limits, metrics: Metrics, health: Health) -> anyhow::Result<Self> {
         let service = service_fn(move |req| route(req, metrics.clone(), health.clone()));
         let mut http1 = limits.http1();
         http1.max_buf_size(METRICS_MAX_BUF_BYTES);
@@ -295,7 +296,7 @@ impl HttpServer {
         max_connections: usize,
         http1: http1::Builder,
         service: S,
-    ) -> Self
+    ) -> anyhow::Result<Self>
     where
         S: HttpService<Incoming> + Clone + 'static,
         S::Error: Into<BoxError>,
@@ -303,8 +304,9 @@ impl HttpServer {
     {
         let (stop, stopped) = watch::channel(false);
         let addr = listener.addr;
-        let task = actix::spawn(accept(name, listener.listener, max_connections, http1, service, stopped));
-        Self { addr, stop, task }
+        let listener = TcpListener::from_std(listener.listener).with_context(|| format!("cannot serve on {addr}"))?;
+        let task = actix::spawn(accept(name, listener, max_connections, http1, service, stopped));
+        Ok(Self { addr, stop, task })
     }
 
     /// The bound address (for port 0).

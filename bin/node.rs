@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use actix::{Addr, Recipient, Supervisor, System};
+use actix::{Addr, Arbiter, ArbiterHandle, Recipient, Supervisor, System};
 use alloy::primitives::Address;
 use anyhow::Context as _;
 use rollup_supervisor_actors::uptime::{
@@ -96,6 +96,7 @@ pub struct Node {
     http_server: HttpServer,
     /// A start-up check that failed after the servers came up (the L1 chain id).
     fatal: mpsc::Receiver<anyhow::Error>,
+    arbiters: Arbiters,
 }
 
 impl Node {
@@ -201,17 +202,23 @@ impl Node {
             head_stall_after: Some(Duration::from_secs(config.l1.head_stall_secs)),
             ..WatcherTiming::default()
         };
+        // Each flow runs on an arbiter (a thread) of its own, so a long catch-up, a slow node or a
+        // burst of RPC calls in one never delays another: L1, each chain's derivation, each chain's
+        // uptime report, and both servers. The database has its own thread (`ChainsDbActor`).
+        let mut arbiters = Arbiters::default();
+        let l1_arbiter = arbiters.spawn();
         let l1_watcher = {
             let (db, metrics) = (db.clone(), metrics.clone());
-            Supervisor::start(move |_| {
+            Supervisor::start_in_arbiter(&l1_arbiter, move |_| {
                 let store = L1Target::new(db);
                 let follower = Follower::new("l1", l1_rpc, store.clone(), l1_cfg, metrics.clone());
                 L1Watcher::new(follower, l1_timing, metrics)
             })
         };
 
-        if let Some(url) = &config.l1.ws_url {
-            ws::follow_new_heads(url.clone(), l1_watcher.clone().recipient(), metrics.clone());
+        if let Some(url) = config.l1.ws_url.clone() {
+            let (watcher, metrics) = (l1_watcher.clone().recipient(), metrics.clone());
+            l1_arbiter.spawn_fn(move || ws::follow_new_heads(url, watcher, metrics));
         }
 
         let mut l2_watchers: Vec<Recipient<Shutdown>> = Vec::new();
@@ -223,9 +230,10 @@ impl Node {
                 ..WatcherTiming::default()
             };
             let (db, metrics) = (db.clone(), metrics.clone());
+            let arbiter = arbiters.spawn();
             if let Some(rollup) = rollup_rpcs.remove(&id) {
                 let batch = chain.batch_size;
-                let watcher = Supervisor::start(move |_| {
+                let watcher = Supervisor::start_in_arbiter(&arbiter, move |_| {
                     let follower = RollupFollower::new(id, rollup, rpc, db, batch, metrics.clone());
                     RollupWatcher::new(follower, timing, metrics)
                 });
@@ -240,7 +248,7 @@ impl Node {
                 expected_chain_id: Some(id),
                 rewind_when_behind: true,
             };
-            let watcher = Supervisor::start(move |_| {
+            let watcher = Supervisor::start_in_arbiter(&arbiter, move |_| {
                 let follower = Follower::new(format!("l2_{id}"), rpc, L2Target::new(db, id), cfg, metrics.clone());
                 L2Watcher::new(follower, timing, metrics)
             });
@@ -256,19 +264,26 @@ impl Node {
             ) else {
                 continue;
             };
-            let handles = start_uptime(chain, *feed, sequencers, signer, db.clone(), metrics.clone());
+            let handles =
+                start_uptime(&arbiters.spawn(), chain, *feed, sequencers, signer, db.clone(), metrics.clone());
             uptime.insert(chain.chain_id, handles);
         }
 
-        let rpc_server =
-            crate::rpc::serve(rpc_listener, rpc_limits, db.clone(), metrics.clone(), uptime.clone(), admin)?;
         let health = crate::http::Health {
             db: db.clone(),
             l1_watcher: l1_watcher.clone(),
             signers: uptime.iter().map(|(id, h)| (*id, h.signer.clone())).collect(),
             max_l1_lag_blocks: config.metrics.ready_max_l1_lag_blocks,
         };
-        let http_server = HttpServer::metrics(http_listener, http_limits, metrics.clone(), health);
+        let servers = {
+            let (db, metrics) = (db.clone(), metrics.clone());
+            run_on(&arbiters.spawn(), move || {
+                let rpc = crate::rpc::serve(rpc_listener, rpc_limits, db, metrics.clone(), uptime, admin)?;
+                let http = HttpServer::metrics(http_listener, http_limits, metrics, health)?;
+                anyhow::Ok((rpc, http))
+            })
+        };
+        let (rpc_server, http_server) = servers.await??;
         let (rpc_addr, metrics_addr) = (rpc_server.addr(), http_server.addr());
         info!(target: "main", rpc = %rpc_addr, metrics = %metrics_addr, chains = config.chains.len(), datadir = %config.datadir.display(), "rollup-supervisor running");
 
@@ -288,7 +303,18 @@ impl Node {
                 }
             });
         }
-        Ok(Self { rpc_addr, metrics_addr, metrics, db, l1_watcher, l2_watchers, rpc_server, http_server, fatal })
+        Ok(Self {
+            rpc_addr,
+            metrics_addr,
+            metrics,
+            db,
+            l1_watcher,
+            l2_watchers,
+            rpc_server,
+            http_server,
+            fatal,
+            arbiters,
+        })
     }
 
     /// Resolves with the error of a start-up check that failed after [`Node::start`] returned
@@ -305,7 +331,7 @@ impl Node {
     /// in flight (within [`crate::http::DRAIN_TIMEOUT`]) while the watchers stop and the
     /// database flushes.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let Node { db, l1_watcher, l2_watchers, rpc_server, http_server, .. } = self;
+        let Node { db, l1_watcher, l2_watchers, rpc_server, http_server, arbiters, .. } = self;
         let servers = async move {
             tokio::join!(rpc_server.stop(), http_server.stop());
         };
@@ -325,13 +351,53 @@ impl Node {
         if result.is_ok() {
             info!(target: "main", "database flushed; exiting");
         }
+        drop(arbiters);
         System::current().stop();
         result
     }
 }
 
-/// Starts one chain's uptime flow: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
+/// The arbiters the flows and servers run on; dropping them stops them (also when the start
+/// fails half-way, so no flow outlives its node).
+#[derive(Debug, Default)]
+struct Arbiters(Vec<Arbiter>);
+
+impl Arbiters {
+    /// A new arbiter (thread) for one flow.
+    fn spawn(&mut self) -> ArbiterHandle {
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        self.0.push(arbiter);
+        handle
+    }
+}
+
+impl Drop for Arbiters {
+    fn drop(&mut self) {
+        for arbiter in &self.0 {
+            arbiter.stop();
+        }
+    }
+}
+
+/// Runs `f` on `arbiter` and returns what it returns (actix's `spawn_fn` does not).
+fn run_on<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(
+    arbiter: &ArbiterHandle,
+    f: F,
+) -> impl Future<Output = anyhow::Result<T>> + use<T, F> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = arbiter.spawn_fn(move || {
+        let _ = tx.send(f());
+    });
+    async move {
+        anyhow::ensure!(spawned, "an arbiter stopped at start-up");
+        rx.await.context("an arbiter stopped at start-up")
+    }
+}
+
+/// Starts one chain's uptime flow on `arbiter`: `UptimeWatchdog` → `TxInjector` → `SignerActor`.
 fn start_uptime(
+    arbiter: &ArbiterHandle,
     chain: &crate::config::ChainConfig,
     feed: Address,
     sequencers: Sequencers,
@@ -345,7 +411,9 @@ fn start_uptime(
     let signer_timeout = Duration::from_millis(u.signer.timeout_ms);
     let signer = {
         let metrics = metrics.clone();
-        Supervisor::start(move |_| SignerActor::new(id, signer, signer_timeout, BreakerConfig::default(), metrics))
+        Supervisor::start_in_arbiter(arbiter, move |_| {
+            SignerActor::new(id, signer, signer_timeout, BreakerConfig::default(), metrics)
+        })
     };
     let cfg = InjectorConfig {
         chain: id,
@@ -364,7 +432,7 @@ fn start_uptime(
     };
     let injector = {
         let (sequencers, metrics, signer) = (sequencers.clone(), metrics.clone(), signer.clone().recipient());
-        Supervisor::start(move |_| {
+        Supervisor::start_in_arbiter(arbiter, move |_| {
             TxInjector::new(Injector::new(
                 cfg.clone(),
                 sequencers.clone(),
@@ -378,7 +446,7 @@ fn start_uptime(
     let watchdog = {
         let reports = Reports::to(&injector);
         let (max_age, every) = (u.max_block_age_secs, Duration::from_millis(u.check_interval_ms));
-        Supervisor::start(move |_| {
+        Supervisor::start_in_arbiter(arbiter, move |_| {
             UptimeWatchdog::new(id, sequencers.clone(), max_age, every, reports, metrics.clone())
         })
     };

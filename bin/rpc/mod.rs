@@ -274,7 +274,7 @@ pub fn serve(
         let mut service = service.clone();
         async move { service.call(req.map(|body| HttpBody::new(BodyDeadline::new(body, within)))).await }
     });
-    let http = HttpServer::serve("rpc", listener, limits.max_connections, limits.http1(), service);
+    let http = HttpServer::serve("rpc", listener, limits.max_connections, limits.http1(), service)?;
     Ok(RpcServer { http, handle })
 }
 
