@@ -30,14 +30,18 @@ fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
     body["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
 }
 
-/// Every `rollup_supervisor_*` name in a shipped file, histogram suffixes cut to the family.
+/// Every `rollup_supervisor_*` and `process_*` name in a shipped file, histogram suffixes cut to
+/// the family.
 fn names_in(path: &str) -> Result<BTreeSet<String>> {
     let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))?;
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut names = BTreeSet::new();
-    for (i, _) in text.match_indices("rollup_supervisor_") {
-        let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
-        names.insert(family.to_owned());
+    for prefix in ["rollup_supervisor_", "process_"] {
+        for (i, _) in text.match_indices(prefix).filter(|(i, _)| !text[..*i].ends_with(word)) {
+            let name: String = text[i..].chars().take_while(|c| word(*c)).collect();
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+            names.insert(family.to_owned());
+        }
     }
     ensure!(!names.is_empty(), "{path} names no metric");
     Ok(names)
