@@ -16,3 +16,6 @@ pub mod signer_actor;
 pub mod submit;
 pub mod tx_injector;
 pub mod watchdog;
+
+#[cfg(test)]
+mod tests;
