@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use super::{
     feed,
     injector::{InjectError, Injector, Phase, ReportMode},
+    ports::{Journal, Node, ReportSigner},
     pricing,
 };
 use crate::{
@@ -51,10 +52,10 @@ enum Found {
     Unknown,
 }
 
-impl Injector {
+impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
     /// Whether `tx` is slot `slot` of this outage's report.
     fn is_report(&self, tx: &RpcTx, slot: usize, down_ts: u64) -> bool {
-        if tx.from != self.signer_address() {
+        if tx.from != self.signer_address {
             return false;
         }
         match (self.cfg.mode, slot) {
@@ -82,34 +83,34 @@ impl Injector {
     /// Where the transaction with nonce `nonce` (slot `slot`) landed, up to block `head`.
     async fn landing(&self, outage: &OutageRecord, slot: usize, nonce: u64, head: u64) -> Result<Found, InjectError> {
         if let Some(tx) = outage.txs.get(slot).cloned().flatten()
-            && let Some(r) = self.receipt(tx.hash).await?
+            && let Some(r) = self.node.receipt(tx.hash).await?
             && let (Some(block), Some(index)) = (r.block_number, r.transaction_index)
         {
             return Ok(Found::Landed(self.landing_of(block.to(), index.to(), tx.hash, &r)));
         }
         // The smallest block after which the signer's count exceeds `nonce`.
         let (mut lo, mut hi) = (outage.last_block.number, head);
-        if self.nonce_at(hi).await? <= nonce {
+        if self.node.nonce_at(self.signer_address, hi).await? <= nonce {
             return Ok(Found::Unknown);
         }
         while lo.saturating_add(1) < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.nonce_at(mid).await? > nonce {
+            if self.node.nonce_at(self.signer_address, mid).await? > nonce {
                 hi = mid;
             } else {
                 lo = mid;
             }
         }
-        let Some(txs) = self.block_transactions(hi).await? else { return Ok(Found::Unknown) };
+        let Some(txs) = self.node.block_transactions(hi).await? else { return Ok(Found::Unknown) };
         let Some((index, tx)) =
-            txs.iter().enumerate().find(|(_, t)| t.from == self.signer_address() && t.nonce.to::<u64>() == nonce)
+            txs.iter().enumerate().find(|(_, t)| t.from == self.signer_address && t.nonce.to::<u64>() == nonce)
         else {
             return Ok(Found::Unknown);
         };
         if !self.is_report(tx, slot, outage.down_ts()) {
             return Ok(Found::NotOurs);
         }
-        Ok(match self.receipt(tx.hash).await? {
+        Ok(match self.node.receipt(tx.hash).await? {
             Some(r) => Found::Landed(self.landing_of(hi, index as u64, tx.hash, &r)),
             None => Found::Unknown,
         })
@@ -122,12 +123,12 @@ impl Injector {
             self.phase = Phase::Idle;
             return Ok(());
         }
-        let Some(head) = self.head().await? else { return Ok(()) };
+        let Some(head) = self.node.head().await? else { return Ok(()) };
         let first = outage.last_block.number.saturating_add(1);
         if head.number < first {
             return Ok(());
         }
-        let mined = self.mined_nonce().await?;
+        let mined = self.node.nonce(self.signer_address).await?;
         let slots = self.cfg.mode.slots() as u64;
         let Some(nonce) = outage.nonce.filter(|n| mined >= n.saturating_add(slots)) else {
             // Not landed (or never sent). Reported in full by another sender: stand down and
@@ -157,7 +158,7 @@ impl Injector {
             return self.reverted(bad.clone(), head.number).await;
         }
         // OP Stack blocks open with their deposit transactions: first means first after them.
-        let deposits = match self.block_transactions(first).await? {
+        let deposits = match self.node.block_transactions(first).await? {
             Some(txs) => txs.iter().take_while(|t| t.is_deposit()).count() as u64,
             None => return Ok(()),
         };
@@ -167,8 +168,9 @@ impl Injector {
         let block = landings[0].block;
         let last = &landings[landings.len() - 1];
         outage.up_ts = match self.cfg.mode {
-            ReportMode::Reporter(_) => self.block(block).await?.map(|b| b.timestamp),
+            ReportMode::Reporter(_) => self.node.block(block).await?.map(|b| b.timestamp),
             ReportMode::Pair => self
+                .node
                 .block_transactions(last.block)
                 .await?
                 .and_then(|txs| txs.get(last.index as usize).and_then(|t| feed::decode_update_status(&t.input)))
@@ -239,7 +241,7 @@ impl Injector {
                 gas_limit: 21_000,
                 max_fee_per_gas: price,
                 max_priority_fee_per_gas: price,
-                to: TxKind::Call(self.signer_address()),
+                to: TxKind::Call(self.signer_address),
                 value: U256::ZERO,
                 access_list: Default::default(),
                 input: Bytes::new(),
@@ -248,8 +250,8 @@ impl Injector {
                 Ok(signed) => {
                     let hash = *signed.hash();
                     let raw: Bytes = TxEnvelope::Eip1559(signed).encoded_2718().into();
-                    let which: Vec<usize> = (0..self.sequencers.len()).collect();
-                    let outcomes = self.sequencers.submit(&raw, &which).await;
+                    let which: Vec<usize> = (0..self.node.endpoints()).collect();
+                    let outcomes = self.node.submit(&raw, &which).await;
                     info!(target: "uptime", chain = self.cfg.chain, nonce = slot_nonce, %hash, ?outcomes, "needless report taken back with a 0-value self-transfer");
                 }
                 Err(e) => {

@@ -16,12 +16,13 @@ use super::{
     feed,
     injector::{InjectError, Injector, Phase, ReportMode, now_ms},
     pool::{Competition, PoolView},
+    ports::{Journal, Node, ReportSigner},
     pricing::{self, Clock, Slot, SlotPlan, Target, Why},
     submit::{PoolError, Settled, Submitted, settle},
 };
 use crate::metrics;
 
-impl Injector {
+impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
     /// The best pending competitor now. The pools are read in a task of their own, given half
     /// a check interval; a slower node (anvil takes 2.6 s to serve 10 000 pending transactions)
     /// leaves the read running into the next check and this one prices with the newest
@@ -36,9 +37,9 @@ impl Injector {
             Some(task) => task,
             None if self.pool_rest_until.is_some_and(|t| Instant::now() < t) => return self.competition,
             None => {
-                let (sequencers, ours) = (self.sequencers.clone(), self.signer_address);
+                let (node, ours) = (self.node.clone(), self.signer_address);
                 let started = Instant::now();
-                actix::spawn(async move { (sequencers.pools(ours).await, started.elapsed()) })
+                actix::spawn(async move { (node.pools(ours).await, started.elapsed()) })
             }
         };
         let budget = self.cfg.refresh_interval / 2;
@@ -58,7 +59,7 @@ impl Injector {
         let chain = self.chain_label();
         let mut best: Option<Competition> = None;
         for (i, view) in views.into_iter().enumerate() {
-            let endpoint = self.sequencers.labels().nth(i).unwrap_or("?").to_owned();
+            let endpoint = self.node.labels().nth(i).unwrap_or("?").to_owned();
             let serves = match &view {
                 Ok(_) => Some(true),
                 Err(PoolError::Unserved(_)) => Some(false),
@@ -117,7 +118,7 @@ impl Injector {
             }
         }
         let competition = self.competition_now().await;
-        let base_fee = self.sequencers.read(|r| async move { r.latest_base_fee().await }).await?.unwrap_or(0);
+        let base_fee = self.node.base_fee().await?.unwrap_or(0);
         let target = self.cfg.rules.target(base_fee, competition.as_ref());
         if target.outbid_at_cap && !outage.outbid_at_cap {
             outage.outbid_at_cap = true;
@@ -125,7 +126,7 @@ impl Injector {
             warn!(target: "uptime", chain = self.cfg.chain, cap = self.cfg.rules.cap, best = competition.map_or(0, |c| c.best()), "a pending transaction pays the fee cap or more: the report stays at the cap and may not be first");
         }
 
-        let mined = self.mined_nonce().await?;
+        let mined = self.node.nonce(self.signer_address).await?;
         let nonce = *outage.nonce.get_or_insert(mined);
         outage.reporter = match self.cfg.mode {
             ReportMode::Reporter(r) => Some(r),
@@ -301,12 +302,12 @@ impl Injector {
     /// Submits a newly signed `tx` for `slot` to every endpoint; it becomes the slot's pooled
     /// transaction only if a node accepted it.
     async fn submit_slot(&mut self, outage: &mut OutageRecord, slot: usize, tx: ReportTx, why: Why) -> Settled {
-        let which: Vec<usize> = (0..self.sequencers.len()).collect();
-        let outcomes = self.sequencers.submit(&tx.raw, &which).await;
+        let which: Vec<usize> = (0..self.node.endpoints()).collect();
+        let outcomes = self.node.submit(&tx.raw, &which).await;
         for (&i, outcome) in which.iter().zip(&outcomes) {
             self.count_endpoint(&metrics::SUBMISSIONS, i, Some(("result", outcome.label())));
             if let Submitted::Failed(e) = outcome {
-                warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), error = %e, "submission failed");
+                warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.node.labels().nth(i).unwrap_or("?"), error = %e, "submission failed");
             }
         }
         let settled = settle(&outcomes);
@@ -356,19 +357,19 @@ impl Injector {
     /// that refuses it as underpriced holds a pricier one of ours (a twin instance). Returns
     /// whether to go on to the next slot (not if the nonce was mined).
     async fn still_pooled(&mut self, tx: ReportTx) -> bool {
-        let known = self.sequencers.knows(tx.hash).await;
+        let known = self.node.knows(tx.hash).await;
         let gone: Vec<usize> = known.iter().enumerate().filter(|(_, k)| **k == Some(false)).map(|(i, _)| i).collect();
         if gone.is_empty() {
             return true;
         }
-        let outcomes = self.sequencers.submit(&tx.raw, &gone).await;
+        let outcomes = self.node.submit(&tx.raw, &gone).await;
         // After a restart nothing is known about who held it: a pool that takes it back lost it.
-        let held = self.held.get(&tx.hash).cloned().unwrap_or_else(|| vec![true; self.sequencers.len()]);
+        let held = self.held.get(&tx.hash).cloned().unwrap_or_else(|| vec![true; self.node.endpoints()]);
         for (&i, outcome) in gone.iter().zip(&outcomes) {
             self.count_endpoint(&metrics::SUBMISSIONS, i, Some(("result", outcome.label())));
             if outcome.pooled() && held.get(i).copied().unwrap_or(true) {
                 self.count_endpoint(&metrics::POOL_LOST, i, None);
-                warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.sequencers.labels().nth(i).unwrap_or("?"), tx = %tx.hash, "the report was gone from this pool (restart or failover): re-submitted");
+                warn!(target: "uptime", chain = self.cfg.chain, endpoint = self.node.labels().nth(i).unwrap_or("?"), tx = %tx.hash, "the report was gone from this pool (restart or failover): re-submitted");
             }
         }
         let mut held = held;
