@@ -12,6 +12,7 @@ mod config;
 mod datadir;
 mod devnet;
 mod http;
+mod identity;
 mod node;
 #[cfg(test)]
 mod reference;
@@ -190,7 +191,7 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(target: "main", error = format!("{e:#}"), "exiting");
             eprintln!("rollup-supervisor: {e:#}");
-            if e.downcast_ref::<node::ForeignDatadir>().is_some() {
+            if e.downcast_ref::<identity::ForeignDatadir>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE
