@@ -194,7 +194,7 @@ impl AnvilNode {
     async fn wait_ready(&self) -> Result<()> {
         let rpc = ClientBuilder::default().http(self.url.parse().with_context(|| format!("URL {}", self.url))?);
         let served =
-            wait_for(&format!("anvil RPC at {}", self.url), READY_TIMEOUT, Duration::from_millis(25), async || {
+            wait_for(&format!("anvil RPC at {}", self.url), READY_TIMEOUT, Duration::from_millis(25), || async {
                 let id: U64 = rpc.request_noparams("eth_chainId").await?;
                 Ok(Some(id.to::<u64>()))
             })
@@ -207,7 +207,7 @@ impl AnvilNode {
                 "anvil SIGTERM handler (SigCgt in /proc/PID/status)",
                 READY_TIMEOUT,
                 Duration::from_millis(5),
-                async || Ok(catches_sigterm(pid).then_some(())),
+                move || async move { Ok(catches_sigterm(pid).then_some(())) },
             )
             .await?;
         }
@@ -287,7 +287,7 @@ impl AnvilNode {
             &format!("anvil restarted on port {port}"),
             RESTART_TIMEOUT,
             Duration::from_millis(100),
-            async || {
+            || async {
                 match start_process(bin, opts, port, log).await {
                     Ok(started) => Ok(Some(Ok(started))),
                     // The old process's port is not free yet: tried again (the error is kept for the
@@ -411,7 +411,7 @@ async fn start_process(bin: &Path, opts: &AnvilOptions, port: u16, log: &Log) ->
             };
             let status = stop_child(child, false).map(|(s, _)| s.to_string()).unwrap_or_else(|e| e.to_string());
             // Let the reader threads write the last lines (bounded).
-            let _ = wait_for("anvil output readers", Duration::from_secs(2), Duration::from_millis(10), async || {
+            let _ = wait_for("anvil output readers", Duration::from_secs(2), Duration::from_millis(10), || async {
                 Ok(readers.iter().all(JoinHandle::is_finished).then_some(()))
             })
             .await;

@@ -134,7 +134,7 @@ impl Chain {
         }
         let mut receipts = Vec::new();
         for (hash, what) in sent {
-            let receipt = wait_for(&format!("{what} to be mined"), WAIT, POLL, async || {
+            let receipt = wait_for(&format!("{what} to be mined"), WAIT, POLL, || async {
                 let receipt: Value = self.call("eth_getTransactionReceipt", json!([hash])).await?;
                 Ok((!receipt.is_null()).then_some(receipt))
             })

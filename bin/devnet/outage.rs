@@ -146,7 +146,7 @@ impl Story<'_> {
     async fn producing(&self) -> anyhow::Result<()> {
         let from = self.head().await?.number;
         let outages = self.metric(&metrics::OUTAGES);
-        let head = wait_for("L2 blocks", WAIT, POLL, async || {
+        let head = wait_for("L2 blocks", WAIT, POLL, || async {
             Ok(self.l2.eth.block_by_tag(BlockTag::Latest).await?.filter(|b| b.number >= from + BLOCKS_BEFORE_OUTAGE))
         })
         .await?;
@@ -182,7 +182,7 @@ impl Story<'_> {
         ));
 
         let stall_wait = Duration::from_secs(self.threshold) + WAIT;
-        let outage = wait_for("the supervisor to detect the stall", stall_wait, POLL, async || {
+        let outage = wait_for("the supervisor to detect the stall", stall_wait, POLL, || async {
             let down = self.metric(&metrics::SEQUENCER_DOWN) > 0.0;
             Ok(self.journal().await?.filter(|r| down && Some(r.down_ts()) != previous))
         })
@@ -196,7 +196,7 @@ impl Story<'_> {
 
         let down_ts = outage.down_ts();
         let slots = self.mode.slots();
-        let pooled = wait_for(&format!("the {} to be pre-positioned", self.what()), WAIT, POLL, async || {
+        let pooled = wait_for(&format!("the {} to be pre-positioned", self.what()), WAIT, POLL, || async {
             let sent = self.metric(&metrics::PAIRS_SUBMITTED) > submitted;
             Ok(self.journal().await?.filter(|r| sent && r.down_ts() == down_ts && r.fully_pooled(slots)))
         })
@@ -212,7 +212,7 @@ impl Story<'_> {
 
         let _: Value = self.l2.call("evm_setIntervalMining", json!([BLOCK_TIME_SECS])).await?;
         self.tl.say("L2 block production resumed");
-        let done = wait_for(&format!("the supervisor to confirm the {}", self.what()), WAIT, POLL, async || {
+        let done = wait_for(&format!("the supervisor to confirm the {}", self.what()), WAIT, POLL, || async {
             Ok(self.journal().await?.filter(|r| r.down_ts() == down_ts && r.result != OutageResult::Pending))
         })
         .await?;
@@ -253,7 +253,7 @@ impl Story<'_> {
                          "maxFeePerGas": format!("{USER_MAX_FEE:#x}"), "maxPriorityFeePerGas": format!("{USER_TIP:#x}") }]),
             )
             .await?;
-        let user = wait_for("the user transaction in the L2 pool", WAIT, POLL, async || {
+        let user = wait_for("the user transaction in the L2 pool", WAIT, POLL, || async {
             Ok(self.pool().await?.into_iter().find(|p| p.hash == hash))
         })
         .await?;
@@ -278,7 +278,7 @@ impl Story<'_> {
         let slots = self.mode.slots();
         let beat = user.max_fee.max(user.tip);
         let (record, ours) =
-            wait_for(&format!("the {} to be repriced above the user", self.what()), WAIT, POLL, async || {
+            wait_for(&format!("the {} to be repriced above the user", self.what()), WAIT, POLL, || async {
                 let Some(record) =
                     self.journal().await?.filter(|r| r.down_ts() == pooled.down_ts() && r.fully_pooled(slots))
                 else {
@@ -330,7 +330,7 @@ impl Story<'_> {
         let refreshes = || (self.metric(&metrics::PAIR_REFRESHES) - base).max(0.0) as u64;
         let mut shown = 0;
         while shown < REFRESHES_SHOWN {
-            let (count, refreshed) = wait_for("the pair to be refreshed", WAIT, POLL, async || {
+            let (count, refreshed) = wait_for("the pair to be refreshed", WAIT, POLL, || async {
                 let count = refreshes();
                 Ok(if count > shown { self.journal().await?.map(|r| (count, r)) } else { None })
             })

@@ -12,12 +12,11 @@ use tokio::time::Instant;
 /// `Ok(None)` means "not yet"; `Err(e)` is remembered and polling continues. Each call of `f` is
 /// itself bounded by the remaining time, so a hanging future cannot outlive `timeout`. On
 /// timeout the error names `what`, the elapsed time, the attempt count and the last error.
-pub async fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    poll: Duration,
-    mut f: impl AsyncFnMut() -> Result<Option<T>>,
-) -> Result<T> {
+pub async fn wait_for<F, Fut, T>(what: &str, timeout: Duration, poll: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
     let start = Instant::now();
     let deadline = start + timeout;
     let mut attempts: u64 = 0;

@@ -13,7 +13,7 @@ pub fn unix_now() -> Duration {
 
 /// Waits until the wall clock reaches Unix second `at`.
 pub async fn wait_until_unix_second(at: u64, timeout: Duration) -> Result<()> {
-    wait_for(&format!("the wall clock to reach Unix second {at}"), timeout, Duration::from_millis(20), async || {
+    wait_for(&format!("the wall clock to reach Unix second {at}"), timeout, Duration::from_millis(20), || async {
         Ok((unix_now().as_secs() >= at).then_some(()))
     })
     .await
