@@ -20,7 +20,9 @@
 //! process, which stops the supervisor before the nodes it watches. They are killed on every
 //! error path too, and by the panic hook; only a SIGKILL of this process leaves them behind.
 //!
-//! Files by job: [`nodes`] (the anvil processes, the datadir, JSON-RPC to the nodes),
+//! Files by job: [`nodes`] (devnet's anvil nodes, the datadir, JSON-RPC to the nodes),
+//! [`anvil`] (the anvil launcher), [`wait`] (polling a condition) and [`consts`] (the dev chains'
+//! facts), which the tests and benchmarks include too,
 //! [`contracts`] (deployment, permissions, rounds and receipts), [`outage`] (the staged outages
 //! and what they show), [`timeline`] (stdout and formatting); this file: the command, its
 //! configuration and its lifecycle.
