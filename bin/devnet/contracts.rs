@@ -9,20 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
+    consts::{ANSWER_UPDATED, DEPLOY_GAS, FEED_ARTIFACT, OUTAGE_REPORTED, REPORTER_ARTIFACT},
     nodes::Chain,
     timeline::{Timeline, clock, quantity},
 };
-
-/// The feed contract, compiled (see contracts/README.md).
-const FEED_ARTIFACT: &str = include_str!("../../contracts/out/SequencerUptimeFeed.json");
-/// Our reporter contract, compiled (see contracts/README.md).
-const REPORTER_ARTIFACT: &str = include_str!("../../contracts/out/UptimeReporter.json");
-/// Gas limit of a deployment (3 M).
-const DEPLOY_GAS: &str = "0x2dc6c0";
-/// The feed's `AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt)`.
-const ANSWER_UPDATED: &str = "AnswerUpdated(int256,uint256,uint256)";
-/// The reporter's `OutageReported(uint64 downTimestamp, uint64 upTimestamp)`.
-const OUTAGE_REPORTED: &str = "OutageReported(uint64,uint64)";
 
 /// What devnet deployed: the feed, and how the supervisor reports outages to it.
 #[derive(Clone, Copy, Debug)]

@@ -20,15 +20,20 @@
 //! process, which stops the supervisor before the nodes it watches. They are killed on every
 //! error path too, and by the panic hook; only a SIGKILL of this process leaves them behind.
 //!
-//! Files by job: [`nodes`] (the anvil processes, the datadir, JSON-RPC to the nodes),
+//! Files by job: [`nodes`] (devnet's anvil nodes, the datadir, JSON-RPC to the nodes),
+//! [`anvil`] (the anvil launcher), [`wait`] (polling a condition) and [`consts`] (the dev chains'
+//! facts), which the tests and benchmarks include too,
 //! [`contracts`] (deployment, permissions, rounds and receipts), [`outage`] (the staged outages
 //! and what they show), [`timeline`] (stdout and formatting); this file: the command, its
 //! configuration and its lifecycle.
 
+mod anvil;
+mod consts;
 mod contracts;
 mod nodes;
 mod outage;
 mod timeline;
+mod wait;
 
 use std::{
     net::SocketAddr,
@@ -46,22 +51,14 @@ use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use self::{
+    consts::{DEV_KEY_1, L1_CHAIN_ID, L2_CHAIN_ID, L2_LABEL},
     contracts::Deployed,
-    nodes::{AnvilNode, Chain, DataDir, check_port, find_anvil, kill_children, random_hex32, write_secret},
+    nodes::{Chain, DataDir, DevnetNode, check_port, find_anvil, kill_children, random_hex32, write_secret},
     outage::Story,
     timeline::{Timeline, report_l1, sh},
 };
 use crate::{config::Config, node::Node};
 
-/// The L1 node's chain id.
-const L1_CHAIN: u64 = 900;
-/// The L2 node's chain id.
-const L2_CHAIN: u64 = 901;
-/// [`L2_CHAIN`] as a metric label.
-const L2_LABEL: &str = "901";
-/// Anvil's dev account #1 (mnemonic `test test ... junk`), funded on every anvil chain: the
-/// supervisor's signer.
-const SIGNER_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 /// Seconds between blocks on both nodes.
 const BLOCK_TIME_SECS: u64 = 1;
 /// How often the uptime flow reads the L2 head (and the pool, while stalled).
@@ -193,7 +190,7 @@ async fn devnet(args: &DevnetArgs, anvil: &Path, dir: &Path, tl: Timeline) -> (a
 /// What [`demo`] has started so far, for [`Started::stop`].
 #[derive(Debug, Default)]
 struct Started {
-    anvils: Vec<AnvilNode>,
+    anvils: Vec<DevnetNode>,
     node: Option<Node>,
 }
 
@@ -221,16 +218,16 @@ async fn demo(args: &DevnetArgs, bin: &Path, dir: &Path, tl: Timeline, started: 
     tl.say(format!("anvil {} ({})", nodes::anvil_version(bin)?, bin.display()));
     let mut urls = Vec::new();
     for (name, chain, what) in [
-        ("L1", L1_CHAIN, ""),
-        ("L2", L2_CHAIN, "; transactions wait in the pool for the next block, as on a sequencer"),
+        ("L1", L1_CHAIN_ID, ""),
+        ("L2", L2_CHAIN_ID, "; transactions wait in the pool for the next block, as on a sequencer"),
     ] {
-        let node = AnvilNode::start(bin, name, chain, dir).await?;
+        let node = DevnetNode::start(bin, name, chain, dir).await?;
         tl.say(format!(
             "{name} node up: anvil pid {}, chain {chain}, {}, a block every {BLOCK_TIME_SECS} s{what}",
             node.pid(),
-            node.url
+            node.url()
         ));
-        urls.push(node.url.clone());
+        urls.push(node.url().to_owned());
         started.anvils.push(node);
     }
     let [l1_url, l2_url] = <[String; 2]>::try_from(urls).map_err(|_| anyhow::anyhow!("two nodes expected"))?;
@@ -239,11 +236,11 @@ async fn demo(args: &DevnetArgs, bin: &Path, dir: &Path, tl: Timeline, started: 
     let (Some(&admin), Some(&user)) = (accounts.first(), accounts.get(2)) else {
         bail!("the L2 anvil lists {} dev accounts; 3 are needed", accounts.len())
     };
-    let signer = LocalKey::from_hex(SIGNER_KEY)?.address();
+    let signer = LocalKey::from_hex(DEV_KEY_1)?.address();
     let deployed = contracts::deploy(&l2, admin, signer, args.pair, tl).await?;
 
     let key_file = dir.join("signer.key");
-    write_secret(&key_file, SIGNER_KEY)?;
+    write_secret(&key_file, DEV_KEY_1)?;
     let jwt_file = dir.join("jwt.hex");
     write_secret(&jwt_file, &random_hex32()?)?;
     let config = devnet_config(args, dir, &l1_url, &l2_url, deployed, key_file, jwt_file.clone())?;
@@ -322,7 +319,7 @@ fn endpoints(node: &Node, l1_url: &str, l2_url: &str, deployed: Deployed, dir: &
     let token = format!("$({} jwt token --secret-file {})", sh(&exe), sh(&jwt_file.display().to_string()));
     tl.say("the supervisor keeps running:");
     tl.more(format!("JSON-RPC  {rpc}"));
-    tl.more(format!("  {}", call("supervisor_uptimeStatus", &format!("[{L2_CHAIN}]"))));
+    tl.more(format!("  {}", call("supervisor_uptimeStatus", &format!("[{L2_CHAIN_ID}]"))));
     tl.more(format!("  {}", call("supervisor_syncStatus", "[]")));
     tl.more(format!("metrics   {m}/metrics   {m}/healthz   {m}/readyz"));
     tl.more(format!(
@@ -330,14 +327,14 @@ fn endpoints(node: &Node, l1_url: &str, l2_url: &str, deployed: Deployed, dir: &
     ));
     tl.more("admin     report an outage now (JWT-protected admin method):");
     tl.more(format!(
-        "  curl -s -H 'content-type: application/json' -H \"Authorization: Bearer {token}\" -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_forceUptimeUpdate\",\"params\":[{L2_CHAIN}]}}' {rpc}"
+        "  curl -s -H 'content-type: application/json' -H \"Authorization: Bearer {token}\" -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"admin_forceUptimeUpdate\",\"params\":[{L2_CHAIN_ID}]}}' {rpc}"
     ));
     let reporter = match deployed.mode {
         ReportMode::Reporter(reporter) => format!(", uptime reporter {reporter}"),
         ReportMode::Pair => String::new(),
     };
     tl.more(format!(
-        "nodes     L1 {l1_url} (chain {L1_CHAIN}), L2 {l2_url} (chain {L2_CHAIN}, uptime feed {}{reporter})",
+        "nodes     L1 {l1_url} (chain {L1_CHAIN_ID}), L2 {l2_url} (chain {L2_CHAIN_ID}, uptime feed {}{reporter})",
         deployed.feed
     ));
     tl.more(format!("files     {} (node logs: anvil-l1.log, anvil-l2.log)", dir.display()));
@@ -359,13 +356,13 @@ fn devnet_config(
         r#"
 [l1]
 rpc_url = "{l1_url}"
-chain_id = {L1_CHAIN}
+chain_id = {L1_CHAIN_ID}
 poll_interval_ms = 500
 heads_poll_interval_ms = 2000
 start_block = 0
 
 [[chains]]
-chain_id = {L2_CHAIN}
+chain_id = {L2_CHAIN_ID}
 rpc_url = "{l2_url}"
 derivation_tag = "latest"
 poll_interval_ms = 500
@@ -399,25 +396,6 @@ type = "local"
     }
     config.validate()?;
     Ok(config)
-}
-
-/// Polls `check` every [`POLL`] until it yields a value; fails on its first error, or after
-/// `timeout` naming `what`.
-async fn until<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP (a closed terminal): each means "stop".
@@ -510,7 +488,7 @@ mod tests {
 
     #[test]
     fn the_signer_key_is_anvils_dev_account_1() {
-        let address = LocalKey::from_hex(SIGNER_KEY).unwrap().address();
-        assert_eq!(address, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse::<Address>().unwrap());
+        let address = LocalKey::from_hex(DEV_KEY_1).unwrap().address();
+        assert_eq!(address, consts::DEV_ADDRESS_1.parse::<Address>().unwrap());
     }
 }

@@ -6,9 +6,9 @@ use std::{
     fs::File,
     io::{Read as _, Write as _},
     net::SocketAddr,
-    os::unix::{fs::OpenOptionsExt as _, process::CommandExt as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Mutex, PoisonError},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 
 use super::{
     BLOCK_TIME_SECS, POLL, RPC_TIMEOUT, WAIT,
+    anvil::{self, AnvilNode, AnvilOptions},
     timeline::{Timeline, sh},
-    until,
+    wait::wait_for,
 };
 
 /// Pids of the running anvil processes, for the panic hook.
@@ -39,66 +40,48 @@ pub(super) fn kill_children() {
     }
 }
 
-/// An anvil process this devnet started; killed and reaped when dropped.
+/// An anvil node this devnet started ([`AnvilNode`], in its own process group, its output in
+/// `<dir>/anvil-<name>.log`); killed and reaped when dropped.
 #[derive(Debug)]
-pub(super) struct AnvilNode {
+pub(super) struct DevnetNode {
     pub(super) name: &'static str,
-    child: Child,
-    /// `http://127.0.0.1:<port>`.
-    pub(super) url: String,
+    node: AnvilNode,
+    pid: u32,
 }
 
-impl AnvilNode {
-    /// Starts anvil on a free loopback port with interval mining, its output in
-    /// `<dir>/anvil-<name>.log`, and waits until it answers with `chain_id`.
+impl DevnetNode {
+    /// Starts anvil on a free loopback port with interval mining; returns once it answers with
+    /// `chain_id`.
     pub(super) async fn start(bin: &Path, name: &'static str, chain_id: u64, dir: &Path) -> anyhow::Result<Self> {
-        let log_path = dir.join(format!("anvil-{}.log", name.to_lowercase()));
-        let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", "0", "--chain-id", &chain_id.to_string()])
-            .args(["--block-time", &BLOCK_TIME_SECS.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        CHILDREN.lock().unwrap_or_else(PoisonError::into_inner).push(child.id());
-        let mut node = Self { name, child, url: String::new() };
-        let addr = until(&format!("the {name} anvil to listen"), WAIT, async || {
-            if let Some(status) = node.child.try_wait()? {
-                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                bail!(
-                    "the {name} anvil exited ({status}) before listening; {}:\n{}",
-                    log_path.display(),
-                    tail.join("\n")
-                );
-            }
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            Ok(text.lines().find_map(|l| l.split("Listening on ").nth(1)?.trim().parse::<SocketAddr>().ok()))
-        })
-        .await?;
-        node.url = format!("http://{addr}");
-        let eth = EthRpc::new(&node.url, RPC_TIMEOUT).map_err(anyhow::Error::msg)?;
-        let served =
-            until(&format!("the {name} anvil to answer"), WAIT, async || Ok(eth.chain_id().await.ok())).await?;
-        ensure!(served == chain_id, "the {name} anvil serves chain {served}, not {chain_id}");
-        Ok(node)
+        let opts = AnvilOptions {
+            chain_id: Some(chain_id),
+            block_time: Some(BLOCK_TIME_SECS),
+            own_process_group: true,
+            log_file: Some(dir.join(format!("anvil-{}.log", name.to_lowercase()))),
+            ..AnvilOptions::default()
+        };
+        let node = AnvilNode::spawn_with_bin(bin.to_owned(), opts)
+            .await
+            .with_context(|| format!("the {name} anvil did not start"))?;
+        let pid = node.pid().context("the anvil process has no pid")?;
+        CHILDREN.lock().unwrap_or_else(PoisonError::into_inner).push(pid);
+        Ok(Self { name, node, pid })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub(super) fn url(&self) -> &str {
+        self.node.url()
     }
 
     pub(super) fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 }
 
-impl Drop for AnvilNode {
+impl Drop for DevnetNode {
     fn drop(&mut self) {
-        // anvil keeps nothing worth a graceful stop here; SIGKILL, then reap.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let pid = self.child.id();
-        CHILDREN.lock().unwrap_or_else(PoisonError::into_inner).retain(|p| *p != pid);
+        // `node`'s own drop kills and reaps it right after this.
+        CHILDREN.lock().unwrap_or_else(PoisonError::into_inner).retain(|p| *p != self.pid);
     }
 }
 
@@ -151,7 +134,7 @@ impl Chain {
         }
         let mut receipts = Vec::new();
         for (hash, what) in sent {
-            let receipt = until(&format!("{what} to be mined"), WAIT, async || {
+            let receipt = wait_for(&format!("{what} to be mined"), WAIT, POLL, || async {
                 let receipt: Value = self.call("eth_getTransactionReceipt", json!([hash])).await?;
                 Ok((!receipt.is_null()).then_some(receipt))
             })
@@ -163,32 +146,14 @@ impl Chain {
     }
 }
 
-/// The anvil binary: `--anvil`, `$ANVIL_BIN`, a checkout's `tools/node_modules/.bin/anvil` (the
-/// current directory's, then the one this binary was built from), `anvil` on `PATH`. If none
-/// exists, installs the checkout's pinned tools with `npm ci` when npm is there, or says how.
+/// The anvil binary ([`anvil::locate`]: `--anvil`, `$ANVIL_BIN`, a checkout's
+/// `tools/node_modules/.bin/anvil`, `anvil` on `PATH`). If none exists, installs the checkout's
+/// pinned tools with `npm ci` when npm is there, or says how.
 pub(super) fn find_anvil(flag: Option<&Path>, tl: Timeline) -> anyhow::Result<PathBuf> {
-    if let Some(path) = flag {
-        ensure!(path.is_file(), "--anvil {}: no such file", path.display());
-        return Ok(path.to_owned());
-    }
-    if let Some(path) = std::env::var_os("ANVIL_BIN").filter(|v| !v.is_empty()).map(PathBuf::from) {
-        ensure!(path.is_file(), "ANVIL_BIN={}: no such file", path.display());
-        return Ok(path);
-    }
-    let pinned = |root: &Path| root.join("tools/node_modules/.bin/anvil");
-    let mut checkouts: Vec<PathBuf> = Vec::new();
-    for root in [std::env::current_dir().ok(), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))].into_iter().flatten() {
-        if root.join("tools/package-lock.json").is_file() && !checkouts.contains(&root) {
-            checkouts.push(root);
-        }
-    }
-    if let Some(found) = checkouts.iter().map(|root| pinned(root)).find(|p| p.is_file()) {
+    if let Some(found) = anvil::locate(flag)? {
         return Ok(found);
     }
-    if let Some(found) = on_path("anvil") {
-        return Ok(found);
-    }
-    let Some(root) = checkouts.first() else {
+    let Some(root) = anvil::checkouts().into_iter().next() else {
         bail!(
             "anvil not found: run `npm ci --prefix tools` in a rollup-supervisor checkout, or pass --anvil PATH \
              (or set ANVIL_BIN)"
@@ -208,7 +173,7 @@ pub(super) fn find_anvil(flag: Option<&Path>, tl: Timeline) -> anyhow::Result<Pa
         .status()
         .with_context(|| format!("cannot run `{command}`"))?;
     ensure!(status.success(), "`{command}` failed ({status}); fix what it says and run it again");
-    let found = pinned(root);
+    let found = root.join(anvil::ANVIL_IN_CHECKOUT);
     ensure!(found.is_file(), "`{command}` succeeded but did not install {}", found.display());
     Ok(found)
 }

@@ -20,11 +20,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    BLOCK_TIME_SECS, L2_CHAIN, L2_LABEL, WAIT,
+    BLOCK_TIME_SECS, POLL, WAIT,
+    consts::{L2_CHAIN_ID, L2_LABEL, TRANSFER_GAS},
     contracts::{effects, round},
     nodes::Chain,
     timeline::{Timeline, clock, gwei, hashes, short},
-    until,
+    wait::wait_for,
 };
 use crate::node::Node;
 
@@ -100,7 +101,7 @@ impl Story<'_> {
 
     /// The newest outage record in the supervisor's journal.
     async fn journal(&self) -> anyhow::Result<Option<OutageRecord>> {
-        Ok(self.node.db.send(GetLastOutage(L2_CHAIN)).await??)
+        Ok(self.node.db.send(GetLastOutage(L2_CHAIN_ID)).await??)
     }
 
     async fn head(&self) -> anyhow::Result<BlockRef> {
@@ -145,7 +146,7 @@ impl Story<'_> {
     async fn producing(&self) -> anyhow::Result<()> {
         let from = self.head().await?.number;
         let outages = self.metric(&metrics::OUTAGES);
-        let head = until("L2 blocks", WAIT, async || {
+        let head = wait_for("L2 blocks", WAIT, POLL, || async {
             Ok(self.l2.eth.block_by_tag(BlockTag::Latest).await?.filter(|b| b.number >= from + BLOCKS_BEFORE_OUTAGE))
         })
         .await?;
@@ -181,7 +182,7 @@ impl Story<'_> {
         ));
 
         let stall_wait = Duration::from_secs(self.threshold) + WAIT;
-        let outage = until("the supervisor to detect the stall", stall_wait, async || {
+        let outage = wait_for("the supervisor to detect the stall", stall_wait, POLL, || async {
             let down = self.metric(&metrics::SEQUENCER_DOWN) > 0.0;
             Ok(self.journal().await?.filter(|r| down && Some(r.down_ts()) != previous))
         })
@@ -195,7 +196,7 @@ impl Story<'_> {
 
         let down_ts = outage.down_ts();
         let slots = self.mode.slots();
-        let pooled = until(&format!("the {} to be pre-positioned", self.what()), WAIT, async || {
+        let pooled = wait_for(&format!("the {} to be pre-positioned", self.what()), WAIT, POLL, || async {
             let sent = self.metric(&metrics::PAIRS_SUBMITTED) > submitted;
             Ok(self.journal().await?.filter(|r| sent && r.down_ts() == down_ts && r.fully_pooled(slots)))
         })
@@ -211,7 +212,7 @@ impl Story<'_> {
 
         let _: Value = self.l2.call("evm_setIntervalMining", json!([BLOCK_TIME_SECS])).await?;
         self.tl.say("L2 block production resumed");
-        let done = until(&format!("the supervisor to confirm the {}", self.what()), WAIT, async || {
+        let done = wait_for(&format!("the supervisor to confirm the {}", self.what()), WAIT, POLL, || async {
             Ok(self.journal().await?.filter(|r| r.down_ts() == down_ts && r.result != OutageResult::Pending))
         })
         .await?;
@@ -248,11 +249,11 @@ impl Story<'_> {
             .l2
             .call(
                 "eth_sendTransaction",
-                json!([{ "from": self.user, "to": self.user, "value": "0x1", "gas": "0x5208",
+                json!([{ "from": self.user, "to": self.user, "value": "0x1", "gas": TRANSFER_GAS,
                          "maxFeePerGas": format!("{USER_MAX_FEE:#x}"), "maxPriorityFeePerGas": format!("{USER_TIP:#x}") }]),
             )
             .await?;
-        let user = until("the user transaction in the L2 pool", WAIT, async || {
+        let user = wait_for("the user transaction in the L2 pool", WAIT, POLL, || async {
             Ok(self.pool().await?.into_iter().find(|p| p.hash == hash))
         })
         .await?;
@@ -276,26 +277,27 @@ impl Story<'_> {
     async fn repriced(&self, pooled: &OutageRecord, user: &Pending) -> anyhow::Result<bool> {
         let slots = self.mode.slots();
         let beat = user.max_fee.max(user.tip);
-        let (record, ours) = until(&format!("the {} to be repriced above the user", self.what()), WAIT, async || {
-            let Some(record) =
-                self.journal().await?.filter(|r| r.down_ts() == pooled.down_ts() && r.fully_pooled(slots))
-            else {
-                return Ok(None);
-            };
-            if record.txs.iter().flatten().any(|t| t.max_fee_per_gas <= beat) {
-                return Ok(None);
-            }
-            let pool = self.pool().await?;
-            let ours: Vec<Pending> = pool.iter().filter(|p| p.from == self.signer).cloned().collect();
-            let held = ours.len() == slots
-                && record.txs.iter().flatten().all(|t| {
-                    ours.iter()
-                        .any(|p| p.hash == t.hash && p.max_fee == t.max_fee_per_gas && p.tip == t.max_fee_per_gas)
-                });
-            let user_pending = pool.iter().any(|p| p.hash == user.hash);
-            Ok((held && user_pending).then_some((record, ours)))
-        })
-        .await?;
+        let (record, ours) =
+            wait_for(&format!("the {} to be repriced above the user", self.what()), WAIT, POLL, || async {
+                let Some(record) =
+                    self.journal().await?.filter(|r| r.down_ts() == pooled.down_ts() && r.fully_pooled(slots))
+                else {
+                    return Ok(None);
+                };
+                if record.txs.iter().flatten().any(|t| t.max_fee_per_gas <= beat) {
+                    return Ok(None);
+                }
+                let pool = self.pool().await?;
+                let ours: Vec<Pending> = pool.iter().filter(|p| p.from == self.signer).cloned().collect();
+                let held = ours.len() == slots
+                    && record.txs.iter().flatten().all(|t| {
+                        ours.iter()
+                            .any(|p| p.hash == t.hash && p.max_fee == t.max_fee_per_gas && p.tip == t.max_fee_per_gas)
+                    });
+                let user_pending = pool.iter().any(|p| p.hash == user.hash);
+                Ok((held && user_pending).then_some((record, ours)))
+            })
+            .await?;
         let fees: Vec<u128> = record.txs.iter().flatten().map(|t| t.max_fee_per_gas).collect();
         let before = pooled.txs.iter().flatten().map(|t| t.max_fee_per_gas).max().unwrap_or(0);
         let nonces: Vec<String> = ours.iter().map(|p| p.nonce.to_string()).collect();
@@ -328,7 +330,7 @@ impl Story<'_> {
         let refreshes = || (self.metric(&metrics::PAIR_REFRESHES) - base).max(0.0) as u64;
         let mut shown = 0;
         while shown < REFRESHES_SHOWN {
-            let (count, refreshed) = until("the pair to be refreshed", WAIT, async || {
+            let (count, refreshed) = wait_for("the pair to be refreshed", WAIT, POLL, || async {
                 let count = refreshes();
                 Ok(if count > shown { self.journal().await?.map(|r| (count, r)) } else { None })
             })

@@ -12,7 +12,7 @@ use alloy::primitives::B256;
 use rollup_supervisor_actors::chains_db::messages::{GetLocalSafe, GetTip, Track};
 use serde_json::Value;
 
-use super::L2_CHAIN;
+use super::consts::L2_CHAIN_ID;
 use crate::node::Node;
 
 /// At most one "L1 blocks recorded" line this often.
@@ -51,7 +51,7 @@ pub(super) async fn report_l1(node: &Node, tl: Timeline) -> Infallible {
         let from = shown.map_or(0, |n| n + 1);
         let blocks =
             if from == tip.number { format!("L1 block {from}") } else { format!("L1 blocks {from}..{}", tip.number) };
-        let derived = match node.db.send(GetLocalSafe(L2_CHAIN)).await {
+        let derived = match node.db.send(GetLocalSafe(L2_CHAIN_ID)).await {
             Ok(Ok(Some(pair))) => {
                 format!("; L2 derivation head: block {} as of L1 block {}", pair.derived.number, pair.source.number)
             }

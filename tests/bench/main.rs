@@ -15,12 +15,13 @@ mod harness;
 mod supervisor;
 
 use std::{
+    cell::Cell,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
-use harness::{Anvil, AnvilOptions, RpcClient};
+use harness::{Anvil, AnvilOptions, RpcClient, consts::L2_CHAIN_ID, wait_for};
 use supervisor::{ChainSpec, Spec, Supervisor, hex_u64};
 
 /// L1 blocks in the chain (`L1_FLOW_BLOCKS`, default 10 000).
@@ -97,7 +98,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 async fn main() -> Result<()> {
     let l1 = l1_node().await?;
     let mut l2s = Vec::new();
-    for id in 901..=904 {
+    for id in L2_CHAIN_ID..L2_CHAIN_ID + 4 {
         let node = Anvil::spawn(AnvilOptions { chain_id: Some(id), ..Default::default() }).await?;
         node.mine(10).await?;
         l2s.push((id, node));
@@ -145,21 +146,18 @@ async fn main() -> Result<()> {
     // reading the config, opening the database, the chain-id checks).
     let t = Instant::now();
     let sup = Supervisor::start(&spec).await?;
-    let mut first: Option<(Instant, u64)> = None;
-    loop {
+    let first: Cell<Option<(Instant, u64)>> = Cell::new(None);
+    wait_for("catch-up to the last block", Duration::from_secs(600), Duration::from_millis(1), || async {
         let latest = sup.l1_latest().await?;
-        if let (None, Some(n)) = (first, latest) {
-            first = Some((Instant::now(), n));
+        if let (None, Some(n)) = (first.get(), latest) {
+            first.set(Some((Instant::now(), n)));
         }
-        if latest == Some(l1_blocks()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "catch-up did not finish");
-    }
+        Ok((latest == Some(l1_blocks())).then_some(()))
+    })
+    .await?;
     let catch_up = t.elapsed();
     let rate = (l1_blocks() + 1) as f64 / catch_up.as_secs_f64();
-    let (first_at, first_block) = first.context("no block seen")?;
+    let (first_at, first_block) = first.get().context("no block seen")?;
     let running_rate = (l1_blocks() - first_block) as f64 / first_at.elapsed().as_secs_f64();
 
     // Following: one new block at a time, from the node's answer to the supervisor's.
@@ -171,16 +169,12 @@ async fn main() -> Result<()> {
     }
     for (id, node) in &l2s {
         let head = node.block_number().await?;
-        let t = Instant::now();
-        loop {
+        wait_for(&format!("chain {id} derived"), Duration::from_secs(120), Duration::from_millis(10), || async {
             let pair = sup.call("supervisor_localSafe", serde_json::json!([id])).await?.ok();
             let derived = pair.and_then(|p| p["derived"]["number"].as_str().map(hex_u64)).transpose()?;
-            if derived == Some(head) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "chain {id} did not derive");
-        }
+            Ok((derived == Some(head)).then_some(()))
+        })
+        .await?;
     }
     let pid = sup_pid(&sup)?;
     let rss = peak_rss_kib(pid).context("no /proc status")?;
@@ -253,14 +247,15 @@ async fn follow_latency(sup: &Supervisor, l1: &Anvil, samples: usize, jitter_ms:
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..samples {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        // The block's arrival time, at random: the pace of the chain, not a wait for a condition.
         tokio::time::sleep(Duration::from_millis((seed >> 33) % jitter_ms)).await;
         l1.mine(1).await?;
         let n = l1.block_number().await?;
         let t = Instant::now();
-        while sup.l1_latest().await? != Some(n) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "block {n} never recorded");
-        }
+        wait_for(&format!("block {n} recorded"), Duration::from_secs(30), Duration::from_millis(1), || async {
+            Ok((sup.l1_latest().await? == Some(n)).then_some(()))
+        })
+        .await?;
         latencies.push(t.elapsed());
     }
     latencies.sort();
@@ -278,9 +273,11 @@ async fn follow_latency_with(l1: &Anvil, poll_ms: u64, ws: bool, samples: usize)
     }
     let mut sup = Supervisor::start(&spec).await?;
     let n = l1.block_number().await?;
-    while sup.l1_latest().await? != Some(n) || (ws && sup.metric("l1_new_heads_subscribed").await? != 1.0) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for("at the head (and subscribed)", Duration::from_secs(60), Duration::from_millis(5), || async {
+        let subscribed = !ws || sup.metric("l1_new_heads_subscribed").await? == 1.0;
+        Ok((sup.l1_latest().await? == Some(n) && subscribed).then_some(()))
+    })
+    .await?;
     let latencies = follow_latency(&sup, l1, samples, poll_ms.min(1000)).await?;
     assert_eq!(sup.stop().await?, 0);
     Ok(latencies)

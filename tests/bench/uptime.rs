@@ -30,6 +30,10 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use anyhow::{Context, Result, ensure};
+use harness::{
+    consts::{L2_CHAIN_ID, TRANSFER_GAS},
+    unix_now, wait_for,
+};
 use rollup_supervisor_signer::{LocalKey, Web3Signer, test_utils::StandIn};
 use serde_json::{Value, json};
 use supervisor::Supervisor;
@@ -67,7 +71,7 @@ async fn signing_latency() -> Result<(Vec<Duration>, Vec<Duration>)> {
     let stand_in = StandIn::start_with_key(key).await?;
     let remote = Web3Signer::new(stand_in.config())?;
     let tx = |nonce| TxEip1559 {
-        chain_id: 901,
+        chain_id: L2_CHAIN_ID,
         nonce,
         gas_limit: 100_000,
         max_fee_per_gas: GWEI,
@@ -103,16 +107,9 @@ struct Outcome {
     submissions: f64,
 }
 
-/// Counters read before and after an outage.
+/// Counters read before and after an outage: signatures, submissions.
 async fn counters(sup: &Supervisor) -> Result<(f64, f64)> {
-    let text = sup.http_get("/metrics").await?.1;
-    let sum = |name: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    Ok((sum("rollup_supervisor_signer_requests_total"), sum("rollup_supervisor_report_submissions_total")))
+    Ok((sup.metric_sum("signer_requests_total").await?, sup.metric_sum("report_submissions_total").await?))
 }
 
 /// One outage of `stall` after the threshold, with `users` (arrival offset, max fee, tip)
@@ -123,16 +120,18 @@ async fn outage(f: &Fixture, sup: &Supervisor, stall: Duration, users: &[(Durati
     let before = counters(sup).await?;
     let (last, last_ts) = f.stop_sequencer().await?;
     // Polled every 2 ms, so the time to the pool is measured to within a few ms.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while f.pooled().await?.len() < f.report_len() {
-        ensure!(Instant::now() < deadline, "outage after block {last}: no report pooled");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let what = format!("the report pooled in the outage after block {last}");
+    wait_for(&what, Duration::from_secs(30), Duration::from_millis(2), || async {
+        Ok((f.pooled().await?.len() >= f.report_len()).then_some(()))
+    })
+    .await?;
     // The watchdog's rule `floor(now) - ts > max_age` first holds at ts + max_age + 1.
     let crossing = (last_ts + MAX_AGE + 1) as f64;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    let now = unix_now().as_secs_f64();
     let to_pool = Duration::from_secs_f64((now - crossing).max(0.0));
     let started = Instant::now();
+    // The users' arrival times and the outage's length are the staged scenario, not waits for a
+    // condition.
     for (i, (at, max_fee, tip)) in users.iter().enumerate() {
         tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
         f.user_tx_paying(3 + i, *max_fee, *tip).await?;
@@ -151,16 +150,13 @@ async fn outage(f: &Fixture, sup: &Supervisor, stall: Duration, users: &[(Durati
         fee_wei += hex("gasUsed")? * hex("effectiveGasPrice")?;
     }
     // The journal says the outage is over before the next one starts.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = sup.ok("supervisor_uptimeStatus", json!([901])).await?;
-        let o = &s["lastOutage"];
-        if o["lastBlock"]["number"] == json!(format!("{last:#x}")) && o["result"]["status"] != json!("pending") {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "outage after block {last} never confirmed: {s}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the outage after block {last} confirmed");
+    wait_for(&what, Duration::from_secs(30), Duration::from_millis(20), || async {
+        let o = sup.ok("supervisor_uptimeStatus", json!([L2_CHAIN_ID])).await?["lastOutage"].clone();
+        Ok((o["lastBlock"]["number"] == json!(format!("{last:#x}")) && o["result"]["status"] != json!("pending"))
+            .then_some(()))
+    })
+    .await?;
     let after = counters(sup).await?;
     Ok(Outcome {
         to_pool,
@@ -259,6 +255,7 @@ async fn pool_read() -> Result<(Duration, Duration, usize, f64, f64)> {
         let sup = &sup;
         async move {
             let (before, t) = (sup.metric(series).await?, Instant::now());
+            // The window the rate is measured over.
             tokio::time::sleep(Duration::from_secs(secs)).await;
             Ok::<f64, anyhow::Error>((sup.metric(series).await? - before) / t.elapsed().as_secs_f64())
         }
@@ -272,7 +269,7 @@ async fn pool_read() -> Result<(Duration, Duration, usize, f64, f64)> {
         let n = if account == &accounts[9] { 10_000 - 8 * 1_112 } else { 1_112 };
         let calls: Vec<(&str, Value)> = (nonce..nonce + n)
             .map(|n| {
-                let tx = json!({ "from": account, "to": accounts[0], "value": "0x1", "gas": "0x5208", "nonce": format!("{n:#x}") });
+                let tx = json!({ "from": account, "to": accounts[0], "value": "0x1", "gas": TRANSFER_GAS, "nonce": format!("{n:#x}") });
                 ("eth_sendTransaction", json!([tx]))
             })
             .collect();
@@ -280,14 +277,12 @@ async fn pool_read() -> Result<(Duration, Duration, usize, f64, f64)> {
             r?;
         }
     }
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "txpool_content", "params": [] });
-    let client = reqwest::Client::new();
     let mut serve = Duration::MAX;
     let mut parse = Duration::MAX;
     let mut bytes = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        bytes = client.post(f.l2.url()).json(&body).send().await?.bytes().await?.to_vec();
+        bytes = f.l2.rpc_raw("txpool_content", json!([])).await?;
         serve = serve.min(t.elapsed());
         let t = Instant::now();
         let view = pool::parse_answer(&bytes, f.signer).map_err(anyhow::Error::msg)?;

@@ -12,13 +12,13 @@ use rollup_supervisor_storage::ChainsDb;
 use serde_json::{Value, json};
 
 use crate::{
-    harness::{Anvil, AnvilOptions, BlockId, Derivation, RollupNode, to_hex, wait_for},
+    harness::{Anvil, AnvilOptions, BlockId, Derivation, RollupNode, consts::L2_CHAIN_ID, to_hex, wait_for},
     supervisor::{ChainSpec, Spec, Supervisor, hex_u64},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
-const L2: u64 = 901;
+const L2: u64 = L2_CHAIN_ID;
 const LAG: u64 = 3;
 
 fn number(v: &Value) -> Result<u64> {
@@ -57,14 +57,29 @@ async fn start(safe_head_db: bool) -> Result<Nodes> {
     Ok(Nodes { l1, l2, rollup, sup })
 }
 
-/// L1 and L2 go on, several L1 blocks at a time now and then, so that polls skip blocks; then
-/// waits until the log has everything the rollup node made safe.
+/// Waits until the supervisor has polled the rollup node at the L1 node's current head (the
+/// stand-in derives when asked) and the log holds what the rollup node made safe then; that
+/// safe block.
+async fn wait_polled(sup: &Supervisor, l1: &Anvil, rollup: &RollupNode) -> Result<u64> {
+    let fully = l1.block_number().await?.saturating_sub(LAG).max(1) - 1;
+    wait_for(&format!("a poll reporting L1 block {fully} fully derived, recorded"), WAIT, POLL, || async {
+        let safe = rollup.safe().await;
+        let polled = rollup.reported().await.contains(&fully);
+        Ok((polled && local_safe(sup).await? == Some(safe)).then_some(safe))
+    })
+    .await
+    .with_context(|| sup.log_text())
+}
+
+/// L1 and L2 go on, several L1 blocks at a time now and then, so that polls skip blocks (every
+/// fourth round waits until the supervisor has polled the rollup node at this round's L1 head);
+/// then waits until the log has everything the rollup node made safe.
 async fn run(n: &Nodes) -> Result<u64> {
     for round in 0..30u64 {
         n.l1.mine(1 + round % 3).await?;
         n.l2.mine(3).await?;
         if round % 4 == 0 {
-            tokio::time::sleep(Duration::from_millis(150)).await; // let a poll land between rounds
+            wait_polled(&n.sup, &n.l1, &n.rollup).await?;
         }
     }
     let safe = wait_for("the log reaching the rollup node's safe block", WAIT, POLL, || async {
@@ -248,10 +263,7 @@ async fn a_rollup_node_and_l2_node_reset_behind_the_index_rewind_the_log() -> Re
     l2.mine(20).await?;
     for _ in 0..12 {
         l1.mine(1).await?;
-        wait_for("the rollup node's safe head recorded", WAIT, POLL, || async {
-            Ok((local_safe(&sup).await? == Some(rollup.safe().await)).then_some(()))
-        })
-        .await?;
+        wait_polled(&sup, &l1, &rollup).await?;
     }
     let before = local_safe(&sup).await?.context("recorded")?;
     ensure!(before > 20, "recorded up to {before}");

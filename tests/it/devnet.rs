@@ -21,7 +21,11 @@ use tokio::{
 };
 
 use crate::{
-    harness::wait_for,
+    harness::{
+        RpcClient,
+        consts::{DEV_ADDRESS_1, L2_CHAIN_ID},
+        to_hex, wait_for,
+    },
     supervisor::{BIN, hex_u64, scraped, signal},
 };
 
@@ -29,8 +33,6 @@ use crate::{
 const WAIT: Duration = Duration::from_secs(90);
 /// Our default `max_fee_per_gas_wei` (1 gwei), which the devnet keeps.
 const DEFAULT_FLOOR_GWEI: u64 = 1;
-/// The supervisor's signer: anvil dev account #1.
-const SIGNER: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
 
 /// The running devnet. Dropped before it exited (a failed assertion), it gets SIGINT and a
 /// bounded wait, so that a failing test leaves no anvil behind either.
@@ -87,6 +89,7 @@ impl Drop for Devnet {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
             let _ = signal(pid, "INT");
+            // A drop cannot await `wait_for`: a bounded poll for the exit, with a thread sleep.
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -117,18 +120,6 @@ fn at(text: &str, containing: &str) -> Result<usize> {
 
 fn running(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-}
-
-async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
-    let answer: Value = http
-        .post(url)
-        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    ensure!(answer["error"].is_null(), "{method}: {answer}");
-    Ok(answer["result"].clone())
 }
 
 fn field_u128(tx: &Value, key: &str) -> Result<u128> {
@@ -166,7 +157,7 @@ async fn devnet_run(pair: bool) -> Result<()> {
     // holds the role itself.
     let reporter = if pair {
         assert!(!text.contains("UptimeReporter deployed"), "{text}");
-        the_line(&text, &format!("FEED_UPDATER_ROLE granted to {}", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"))?;
+        the_line(&text, &format!("FEED_UPDATER_ROLE granted to {DEV_ADDRESS_1}"))?;
         None
     } else {
         let deployed = the_line(&text, "UptimeReporter deployed on L2 at ")?;
@@ -253,9 +244,8 @@ async fn devnet_run(pair: bool) -> Result<()> {
 
     // The L2 node it names holds that block: the report from our signer first, then the user,
     // who pays more than our defaults.
-    let http = reqwest::Client::new();
     let l2_url = word_after(&text, "), L2 ").context("the L2 URL")?;
-    let block = rpc(&http, l2_url, "eth_getBlockByNumber", json!([format!("{:#x}", last + 1), true])).await?;
+    let block: Value = RpcClient::new(l2_url)?.rpc("eth_getBlockByNumber", json!([to_hex(last + 1), true])).await?;
     let txs = block["transactions"].as_array().context("transactions")?;
     let block_ts = hex_u64(block["timestamp"].as_str().context("timestamp")?)?;
     if pair {
@@ -265,7 +255,9 @@ async fn devnet_run(pair: bool) -> Result<()> {
     }
     let report_len = if pair { 2 } else { 1 };
     for tx in txs.iter().take(report_len) {
-        assert_eq!(tx["from"].as_str().map(str::to_lowercase).as_deref(), Some(SIGNER), "{tx}");
+        // The supervisor's signer: anvil's dev account #1.
+        let from = tx["from"].as_str().map(str::to_lowercase);
+        assert_eq!(from, Some(DEV_ADDRESS_1.to_lowercase()), "{tx}");
     }
     if let Some(reporter) = &reporter {
         assert_eq!(txs[0]["to"].as_str().map(str::to_lowercase), Some(reporter.to_lowercase()), "{block}");
@@ -278,13 +270,13 @@ async fn devnet_run(pair: bool) -> Result<()> {
     // The endpoints it prints answer.
     let rpc_url = word_after(&text, "JSON-RPC  ").context("the JSON-RPC URL")?;
     let metrics_url = word_after(&text, "metrics   ").context("the metrics URL")?;
-    let status = rpc(&http, rpc_url, "supervisor_uptimeStatus", json!([901])).await?;
+    let status: Value = RpcClient::new(rpc_url)?.rpc("supervisor_uptimeStatus", json!([L2_CHAIN_ID])).await?;
     let outage = &status["lastOutage"];
     assert_eq!(outage["result"], json!({ "status": "landed", "first": true }), "{status}");
     assert_eq!(outage["includedIn"], json!(last + 1), "{status}");
     assert_eq!(outage["upTs"], json!(up_ts), "{status}");
     assert_eq!(outage["landedTxs"].as_array().map(Vec::len), Some(report_len), "{status}");
-    let scrape = http.get(metrics_url).send().await?.text().await?;
+    let scrape = reqwest::get(metrics_url).await?.text().await?;
     let landed_first = scraped(&scrape, "rollup_supervisor_injections_total{chain=\"901\",result=\"landed_first\"}");
     assert!(landed_first >= Some(1.0), "{scrape}");
     let repriced = scraped(&scrape, "rollup_supervisor_report_repriced_total{chain=\"901\"}");

@@ -21,13 +21,13 @@ use rollup_supervisor_storage::ChainsDb;
 use serde_json::{Value, json};
 
 use crate::{
-    harness::{Anvil, AnvilOptions, BlockId, RpcClient, RpcError, wait_for},
+    harness::{Anvil, AnvilOptions, BlockId, RpcClient, RpcError, consts::L2_CHAIN_ID, wait_for},
     supervisor::{ChainSpec, Spec, Supervisor, hex_u64, l1_rows, signal},
 };
 
 const WAIT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(50);
-const L2: u64 = 901;
+const L2: u64 = L2_CHAIN_ID;
 
 /// A tmpfs mounted at a directory, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -120,6 +120,7 @@ async fn a_full_disk_serves_only_what_is_durable_and_writing_resumes_when_space_
                     Err(e) if e.downcast_ref::<RpcError>().is_some() => served.lock().expect("lock").refusals += 1,
                     Err(e) => return Err(e),
                 }
+                // The sampling pace of this poller: it records what is served, it awaits nothing.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             anyhow::Ok(())

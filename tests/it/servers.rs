@@ -24,7 +24,7 @@ use tokio::{
 };
 
 use crate::{
-    harness::{Anvil, AnvilOptions, Proxy, ProxyMode, wait_for},
+    harness::{Anvil, AnvilOptions, Proxy, ProxyMode, RpcClient, consts::ANVIL_DEFAULT_CHAIN_ID, wait_for},
     supervisor::{BIN, Supervisor, signal},
     uptime::{Backend, Fixture},
 };
@@ -123,10 +123,9 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((reply.status().as_u16(), reply.text().await?))
 }
 
+/// A well-formed JSON-RPC call on a fresh client (so a connection of its own).
 async fn call(addr: SocketAddr, method: &str, params: Value) -> Result<Value> {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    let reply: Value = client()?.post(format!("http://{addr}")).json(&body).send().await?.json().await?;
-    reply.get("result").cloned().with_context(|| format!("{method}: {reply}"))
+    RpcClient::new(format!("http://{addr}"))?.rpc(method, params).await
 }
 
 fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
@@ -145,6 +144,40 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
     }
 }
 
+/// The server ends of our connections `streams`, as `/proc/net/tcp` shows them (read once):
+/// whether a process has accepted each (it has a socket inode) and how many bytes it has not
+/// read yet. `None`: the kernel has no such connection.
+fn server_ends(streams: &[&TcpStream]) -> Result<Vec<Option<(bool, u64)>>> {
+    let hex = |a: SocketAddr| -> Result<String> {
+        let SocketAddr::V4(v4) = a else { bail!("IPv4 only: {a}") };
+        Ok(format!("{:08X}:{:04X}", u32::from_ne_bytes(v4.ip().octets()), v4.port()))
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let mut out = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let (server, client) = (hex(stream.peer_addr()?)?, hex(stream.local_addr()?)?);
+        let row = rows.iter().find(|f| f.len() > 9 && f[1] == server && f[2] == client);
+        out.push(match row {
+            Some(f) => {
+                let unread = f[4].split(':').nth(1).context("rx_queue")?;
+                Some((f[9] != "0", u64::from_str_radix(unread, 16)?))
+            }
+            None => None,
+        });
+    }
+    Ok(out)
+}
+
+/// Waits until the server has accepted `stream` and read everything sent on it so far: the
+/// request is in the server's hands.
+async fn wait_read_by_server(stream: &TcpStream, what: &str) -> Result<()> {
+    wait_for(what, WAIT, Duration::from_millis(10), || async {
+        Ok((server_ends(&[stream])? == [Some((true, 0))]).then_some(()))
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoints_come_up_at_once_while_the_l1_node_hangs() -> Result<()> {
     let anvil = Anvil::spawn(AnvilOptions::default()).await?;
@@ -152,7 +185,8 @@ async fn the_endpoints_come_up_at_once_while_the_l1_node_hangs() -> Result<()> {
     let proxy = Proxy::start(anvil.addr()).await?;
     proxy.set_mode(ProxyMode::Blackhole);
     // anvil's default chain id: the right one, which cannot be verified while the node hangs.
-    let mut sup = Launched::launch(&proxy.url(), "chain_id = 31337", "", "")?;
+    let l1 = format!("chain_id = {ANVIL_DEFAULT_CHAIN_ID}");
+    let mut sup = Launched::launch(&proxy.url(), &l1, "", "")?;
 
     let addrs = sup.addrs(UP_WITHIN).await?;
     let running = sup.launched.elapsed();
@@ -237,9 +271,8 @@ enum Slow {
     Body,
 }
 
-/// A slowloris client on one connection, until the server closes it; how long that took
-/// (`None`: not within `give_up`).
-async fn slowloris(addr: SocketAddr, slow: Slow, give_up: Duration) -> Result<Option<Duration>> {
+/// A slowloris client's connection, with what it sends first; when it was opened.
+async fn open_slow(addr: SocketAddr, slow: Slow) -> Result<(TcpStream, Instant)> {
     let mut stream = TcpStream::connect(addr).await?;
     let opened = Instant::now();
     match slow {
@@ -251,8 +284,15 @@ async fn slowloris(addr: SocketAddr, slow: Slow, give_up: Duration) -> Result<Op
             stream.write_all(head.as_bytes()).await?
         }
     }
+    Ok((stream, opened))
+}
+
+/// A slowloris client on one connection ([`open_slow`]), until the server closes it; how long
+/// that took from the opening (`None`: not within `give_up`).
+async fn slowloris(mut stream: TcpStream, opened: Instant, slow: Slow, give_up: Duration) -> Result<Option<Duration>> {
     let mut buf = [0u8; 1024];
     while opened.elapsed() < give_up {
+        // One more byte every 200 ms: the client's pace, which the header timeout must cut short.
         tokio::select! {
             read = stream.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return Ok(Some(opened.elapsed())),
@@ -277,7 +317,7 @@ async fn slowloris_clients_are_closed_after_the_header_timeout_while_others_are_
     let timeout = Duration::from_millis(1000);
     let give_up = Duration::from_secs(8);
 
-    let mut clients = Vec::new();
+    let mut opened = Vec::new();
     for (server, addr) in [("rpc", addrs.rpc), ("metrics", addrs.metrics)] {
         for i in 0..24 {
             let slow = match i % 4 {
@@ -285,11 +325,21 @@ async fn slowloris_clients_are_closed_after_the_header_timeout_while_others_are_
                 1 if server == "rpc" => Slow::Body,
                 _ => Slow::Head,
             };
-            clients.push((server, slow, tokio::spawn(slowloris(addr, slow, give_up))));
+            opened.push((server, slow, open_slow(addr, slow).await?));
         }
     }
-    // While the slow clients hold their connections, ordinary requests are answered.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every slow connection accepted by its server: they hold their connections while the
+    // ordinary requests below are answered.
+    let streams: Vec<&TcpStream> = opened.iter().map(|(_, _, (s, _))| s).collect();
+    wait_for("every slow connection accepted", timeout, Duration::from_millis(10), || async {
+        Ok(server_ends(&streams)?.iter().all(|end| end.is_some_and(|(accepted, _)| accepted)).then_some(()))
+    })
+    .await?;
+    drop(streams);
+    let clients: Vec<_> = opened
+        .into_iter()
+        .map(|(server, slow, (stream, at))| (server, slow, tokio::spawn(slowloris(stream, at, slow, give_up))))
+        .collect();
     let asked = Instant::now();
     let (status, _) = get(addrs.metrics, "/healthz").await?;
     assert_eq!(status, 200);
@@ -396,7 +446,6 @@ async fn connections_beyond_the_limit_are_closed_until_one_ends() -> Result<()> 
             idle.push(TcpStream::connect(addr).await?);
         }
         // Once the server has accepted all four, a fifth is closed unanswered, every time.
-        tokio::time::sleep(Duration::from_millis(500)).await;
         wait_for(&format!("{server} at its limit"), Duration::from_secs(10), Duration::from_millis(100), || async {
             Ok((!answered(addr, request).await?).then_some(()))
         })
@@ -437,7 +486,7 @@ async fn a_json_rpc_request_in_flight_at_stop_is_answered_and_new_connections_ar
         .await?;
     let (first, rest) = body.split_at(20);
     stream.write_all(first.as_bytes()).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_read_by_server(&stream, "the head and the body's first bytes read by the server").await?;
     let pid = sup.child.as_ref().and_then(Child::id).context("not running")?;
     signal(pid, "TERM")?;
     let stopped = Instant::now();
@@ -462,7 +511,8 @@ async fn a_json_rpc_request_in_flight_at_stop_is_answered_and_new_connections_ar
         .await?;
     }
 
-    // The rest of the request a second after the signal: the stop waits for it (up to 5 s).
+    // The rest of the request a second after the signal (the scenario's timing, not a wait for
+    // a condition): the stop waits for it (up to 5 s).
     tokio::time::sleep(Duration::from_secs(1).saturating_sub(stopped.elapsed())).await;
     stream.write_all(rest.as_bytes()).await?;
     let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut stream)).await?;
@@ -488,16 +538,15 @@ async fn a_slow_readyz_in_flight_at_stop_is_answered() -> Result<()> {
     let Backend::Web3(stand_in) = &f.backend else { bail!("web3signer fixture") };
     // The signer probe now takes the signer's whole timeout (1 s): /readyz is that slow.
     stand_in.set_mode(rollup_supervisor_signer::test_utils::Mode::Slow(Duration::from_secs(3)));
-    let url = format!("{}/readyz", sup.metrics_url);
+    let metrics: SocketAddr = sup.metrics_url.trim_start_matches("http://").parse()?;
     let asked = Instant::now();
-    let readyz = tokio::spawn(async move {
-        let reply = client()?.get(url).send().await?;
-        anyhow::Ok((reply.status().as_u16(), reply.text().await?))
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut readyz = TcpStream::connect(metrics).await?;
+    readyz.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    wait_read_by_server(&readyz, "the /readyz request read by the server").await?;
     assert_eq!(sup.stop().await?, 0, "{}", sup.log_text());
-    let (status, body) = readyz.await??;
-    let body: Value = serde_json::from_str(&body)?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut readyz)).await?;
+    let status: u16 = answer.split_whitespace().nth(1).context("no status line")?.parse()?;
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).context("no body")?)?;
     assert_eq!(status, 503, "{body}");
     assert_eq!(check(&body, "signer_901")["ok"], json!(false), "{body}");
     eprintln!("drain: /readyz in flight at SIGTERM answered {status} after {:?}", asked.elapsed());

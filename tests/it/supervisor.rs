@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::harness::wait_for;
+use crate::harness::{RpcClient, wait_for};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rollup-supervisor");
 
@@ -92,6 +92,8 @@ pub struct Supervisor {
     log_start: usize,
     pub dir: tempfile::TempDir,
     pub rpc_url: String,
+    /// The JSON-RPC client for [`Self::rpc_url`], once the server answers.
+    rpc: Option<RpcClient>,
     /// `http://host:port` of `/metrics`, `/healthz` and `/readyz`.
     pub metrics_url: String,
     log: PathBuf,
@@ -129,6 +131,7 @@ impl Supervisor {
             child: None,
             log_start: 0,
             rpc_url: String::new(),
+            rpc: None,
             metrics_url: String::new(),
             log: dir.path().join("supervisor.log"),
             dir,
@@ -195,6 +198,7 @@ impl Supervisor {
         .await;
         match urls {
             Ok((rpc, metrics)) => {
+                self.rpc = Some(RpcClient::with_timeout(rpc.clone(), Duration::from_secs(30))?);
                 self.rpc_url = rpc;
                 self.metrics_url = metrics;
                 Ok(())
@@ -225,16 +229,8 @@ impl Supervisor {
         params: Value,
         token: Option<String>,
     ) -> anyhow::Result<Result<Value, Value>> {
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let mut request = reqwest::Client::new().post(&self.rpc_url).json(&body).timeout(Duration::from_secs(30));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let reply: Value = request.send().await?.json().await?;
-        Ok(match reply.get("error") {
-            Some(e) => Err(e.clone()),
-            None => Ok(reply["result"].clone()),
-        })
+        let rpc = self.rpc.as_ref().context("the supervisor's JSON-RPC server is not up")?;
+        rpc.call(method, params, token.as_deref()).await
     }
 
     /// Calls a method that must succeed.
@@ -257,6 +253,19 @@ impl Supervisor {
     pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
         let (_, text) = self.http_get("/metrics").await?;
         Ok(scraped(&text, &format!("rollup_supervisor_{series}")).unwrap_or(0.0))
+    }
+
+    /// The sum of every series scraped from `/metrics` that starts with `prefix` (named without
+    /// the `rollup_supervisor_` prefix, labels as exported: `report_submissions_total{chain="901",`
+    /// adds up every endpoint and result of that chain); 0 if there is none.
+    pub async fn metric_sum(&self, prefix: &str) -> anyhow::Result<f64> {
+        let (_, text) = self.http_get("/metrics").await?;
+        let prefix = format!("rollup_supervisor_{prefix}");
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// The recorded L1 latest block number, if any.

@@ -11,25 +11,31 @@
 use std::time::Duration;
 
 use alloy::{
-    primitives::{Address, U256},
+    primitives::{Address, B256, U256, keccak256},
     signers::local::PrivateKeySigner,
 };
 use anyhow::{Context as _, Result, ensure};
+use rollup_supervisor_actors::uptime::feed;
 use rollup_supervisor_signer::test_utils::{Mode, StandIn};
 use serde_json::{Value, json};
 
 use crate::{
-    harness::{Anvil, AnvilOptions, wait_for},
+    harness::{
+        Anvil, AnvilOptions,
+        consts::{ANSWER_UPDATED, DEPLOY_GAS, FEED_ARTIFACT, L2_CHAIN_ID, REPORTER_ARTIFACT, TRANSFER_GAS},
+        wait_for, wait_until_unix_second,
+    },
     supervisor::{ChainSpec, Spec, Supervisor, hex_u64},
 };
 
 /// The fixture's settings, shared by the uptime test modules (its `spec()` writes them).
 pub const WAIT: Duration = Duration::from_secs(60);
-pub const CHAIN: u64 = 901;
+pub const CHAIN: u64 = L2_CHAIN_ID;
 pub const MAX_AGE: u64 = 3;
 pub const REFRESH_MS: u64 = 500;
 pub const MARGIN: u64 = 1;
-const ANSWER_UPDATED: &str = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f";
+/// How often the uptime tests look at the running system.
+pub const POLL: Duration = Duration::from_millis(100);
 /// A user paying far more than our default fees (1 gwei): 80 gwei max fee, 40 gwei tip.
 pub const USER_MAX_FEE: u128 = 80_000_000_000;
 pub const USER_TIP: u128 = 40_000_000_000;
@@ -86,11 +92,11 @@ impl Fixture {
         let accounts: Vec<String> = l2.rpc("eth_accounts", json!([])).await?;
         let admin: Address = accounts[0].parse()?;
 
-        let artifact: Value = serde_json::from_str(include_str!("../../contracts/out/SequencerUptimeFeed.json"))?;
+        let artifact: Value = serde_json::from_str(FEED_ARTIFACT)?;
         let bytecode = artifact["bytecode"].as_str().context("bytecode")?;
         let data = format!("{bytecode}{}{}{}", word(U256::ZERO), addr_word(admin), addr_word(signer));
         let hash: String =
-            l2.rpc("eth_sendTransaction", json!([{ "from": admin, "data": data, "gas": "0x2dc6c0" }])).await?;
+            l2.rpc("eth_sendTransaction", json!([{ "from": admin, "data": data, "gas": DEPLOY_GAS }])).await?;
         let receipt = wait_for("the feed deployed", WAIT, Duration::from_millis(20), || async {
             let r: Value = l2.rpc("eth_getTransactionReceipt", json!([hash])).await?;
             Ok((!r.is_null()).then_some(r))
@@ -107,7 +113,7 @@ impl Fixture {
     /// for a successful receipt (the L2 must be mining).
     pub async fn admin_tx(&self, to: Option<Address>, data: String) -> Result<Value> {
         let accounts: Vec<String> = self.l2.rpc("eth_accounts", json!([])).await?;
-        let mut tx = json!({ "from": accounts[0], "data": data, "gas": "0x2dc6c0" });
+        let mut tx = json!({ "from": accounts[0], "data": data, "gas": DEPLOY_GAS });
         if let Some(to) = to {
             tx["to"] = json!(to);
         }
@@ -126,14 +132,13 @@ impl Fixture {
     pub async fn deploy_reporter(&mut self) -> Result<Address> {
         let accounts: Vec<String> = self.l2.rpc("eth_accounts", json!([])).await?;
         let admin: Address = accounts[0].parse()?;
-        let artifact: Value = serde_json::from_str(include_str!("../../contracts/out/UptimeReporter.json"))?;
+        let artifact: Value = serde_json::from_str(REPORTER_ARTIFACT)?;
         let bytecode = artifact["bytecode"].as_str().context("bytecode")?;
         let receipt = self.admin_tx(None, format!("{bytecode}{}{}", addr_word(self.feed), addr_word(admin))).await?;
         let reporter: Address = receipt["contractAddress"].as_str().context("contractAddress")?.parse()?;
-        // grantRole(FEED_UPDATER_ROLE, reporter), setReporter(signer, true)
-        let role = "2a5eaae4dcc5567b2220ea5152021b46b5fb6cffc0f3a2f4eeb192fcd2fde452";
-        self.admin_tx(Some(self.feed), format!("0x2f2ff15d{role}{}", addr_word(reporter))).await?;
-        self.admin_tx(Some(reporter), format!("0xe1bb5133{}{}", addr_word(self.signer), word(U256::from(1)))).await?;
+        let grant = feed::grant_role(feed::FEED_UPDATER_ROLE, reporter);
+        self.admin_tx(Some(self.feed), grant.to_string()).await?;
+        self.admin_tx(Some(reporter), feed::set_reporter(self.signer, true).to_string()).await?;
         self.l2.mine(1).await?;
         self.reporter = Some(reporter);
         Ok(reporter)
@@ -246,7 +251,7 @@ impl Fixture {
         self.l2
             .rpc(
                 "eth_sendTransaction",
-                json!([{ "from": accounts[account], "to": accounts[9], "value": "0x1", "gas": "0x5208",
+                json!([{ "from": accounts[account], "to": accounts[9], "value": "0x1", "gas": TRANSFER_GAS,
                          "maxPriorityFeePerGas": format!("{tip:#x}"), "maxFeePerGas": format!("{max_fee:#x}") }]),
             )
             .await
@@ -260,7 +265,8 @@ impl Fixture {
 
     /// `latestRoundData()` → (roundId, answer, startedAt).
     pub async fn latest_round(&self) -> Result<(u64, u64, u64)> {
-        let out: String = self.l2.rpc("eth_call", json!([{ "to": self.feed, "data": "0xfeaf968c" }, "latest"])).await?;
+        let call = json!([{ "to": self.feed, "data": feed::latest_round_data() }, "latest"]);
+        let out: String = self.l2.rpc("eth_call", call).await?;
         let bytes = alloy::hex::decode(out)?;
         let w = |i: usize| U256::from_be_slice(&bytes[i * 32..(i + 1) * 32]).to::<u64>();
         Ok((w(0), w(1), w(2)))
@@ -279,6 +285,7 @@ pub async fn block_after_gap(l2: &Anvil, number: u64) -> Result<(u64, Vec<(Strin
 pub async fn block_updates(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String, Address, Vec<(u64, u64)>)>)> {
     let block: Value = l2.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), true])).await?;
     let ts = hex_u64(block["timestamp"].as_str().context("timestamp")?)?;
+    let answer_updated = keccak256(ANSWER_UPDATED);
     let mut out = Vec::new();
     for tx in block["transactions"].as_array().context("transactions")? {
         let hash = tx["hash"].as_str().context("hash")?.to_owned();
@@ -291,7 +298,7 @@ pub async fn block_updates(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String,
             .flatten()
             .filter_map(|log| {
                 let topics = log["topics"].as_array()?;
-                (topics.first()?.as_str()? == ANSWER_UPDATED).then(|| {
+                (topics.first()?.as_str()?.parse::<B256>().ok()? == answer_updated).then(|| {
                     let answer = U256::from_str_radix(topics[1].as_str()?.trim_start_matches("0x"), 16).ok()?;
                     let at = U256::from_str_radix(log["data"].as_str()?.trim_start_matches("0x"), 16).ok()?;
                     Some((answer.to::<u64>(), at.to::<u64>()))
@@ -388,13 +395,12 @@ async fn no_outage_no_transaction() -> Result<()> {
     let f = Fixture::new(false).await?;
     f.fund().await?;
     let mut sup = Supervisor::start(&f.spec()?).await?;
-    // Blocks keep coming every second (well under the 3 s threshold) for a while.
+    // Blocks keep coming every second (well under the 3 s threshold) for a while: the sleep is
+    // the chain's block time, the scenario itself.
     let start = f.l2.block_number().await?;
     for _ in 0..6 {
-        let target = f.l2.block_number().await? + 1;
         tokio::time::sleep(Duration::from_secs(1)).await;
         f.l2.mine(1).await?;
-        f.l2.wait_for_block_number(target, WAIT).await?;
     }
     let status = wait_for("the watchdog saw every block", WAIT, Duration::from_millis(50), || async {
         let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
@@ -438,11 +444,7 @@ async fn a_restart_mid_outage_and_a_start_during_an_outage_land_exactly_one_pair
     f.fund().await?;
     let (_, last_ts) = f.stop_sequencer().await?;
     // Started while the chain is already stalled past the threshold.
-    wait_for("the chain stalled past the threshold", WAIT, Duration::from_millis(100), || async {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-        Ok((now > last_ts + MAX_AGE + 1).then_some(()))
-    })
-    .await?;
+    wait_until_unix_second(last_ts + MAX_AGE + 2, WAIT).await?;
     let spec = f.spec()?;
     let mut sup = Supervisor::start(&spec).await?;
     let before = f.wait_pair_pooled().await?;
@@ -513,8 +515,12 @@ async fn an_unfunded_signer_sends_nothing_and_injects_as_soon_as_funded() -> Res
     Ok(())
 }
 
+/// Two instances with the same chain, signer key and feed, each with its own database: both see
+/// the stall, and each signs and submits the pair itself (its own metrics say so, whatever the
+/// node answered: accepted, already known or underpriced), yet exactly one pair lands (the
+/// shared nonces), first, with the freshness bound of one instance, and each journal says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_with_the_same_chain_and_signer_land_exactly_one_pair() -> Result<()> {
+async fn two_instances_with_the_same_chain_and_signer_both_act_and_land_exactly_one_pair() -> Result<()> {
     let f = Fixture::new(false).await?;
     f.fund().await?;
     let (_, last_ts) = f.stop_sequencer().await?;
@@ -522,17 +528,23 @@ async fn two_instances_with_the_same_chain_and_signer_land_exactly_one_pair() ->
     let mut a = Supervisor::start(&spec).await?;
     let mut b = Supervisor::start(&spec).await?;
     f.wait_pair_pooled().await?;
-    for sup in [&a, &b] {
-        wait_for("both instances active", WAIT, Duration::from_millis(100), || async {
-            let s = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?;
-            Ok((s["stalled"] == json!(true)).then_some(()))
+    for (name, sup) in [("a", &a), ("b", &b)] {
+        let acted = wait_for(&format!("instance {name} signed and submitted the pair"), WAIT, POLL, || async {
+            let stalled = sup.ok("supervisor_uptimeStatus", json!([CHAIN])).await?["stalled"] == json!(true);
+            let signed = sup.metric("signer_requests_total{chain=\"901\",backend=\"local\"}").await?;
+            let submitted = sup.metric_sum("report_submissions_total{chain=\"901\",endpoint=\"rpc\",").await?;
+            Ok((stalled && signed >= 2.0 && submitted >= 2.0).then_some((signed, submitted)))
         })
         .await?;
+        eprintln!("instance {name}: {} signatures, {} submissions", acted.0, acted.1);
     }
     let block = f.resume().await?;
-    assert_pair_first(&f, last_ts, block, 2 * REFRESH_MS).await?;
+    assert_pair_first(&f, last_ts, block, REFRESH_MS).await?;
     assert_eq!(f.signer_nonce().await?, 2, "exactly one pair landed");
-    assert_eq!(f.latest_round().await?.0, 3, "exactly two new rounds");
+    assert_eq!(f.latest_round().await?.0, 3, "exactly one down/up round pair after the deploy round");
+    for sup in [&a, &b] {
+        wait_landed_first(sup, block).await?;
+    }
     // Later blocks carry nothing more from the signer.
     f.l2.mine(2).await?;
     assert_eq!(f.signer_nonce().await?, 2);

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 use anyhow::{Context as _, Result, ensure};
+use rollup_supervisor_actors::uptime::feed::{self, FEED_UPDATER_ROLE};
 use serde_json::{Value, json};
 
 use crate::{
-    harness::wait_for,
+    harness::{wait_for, wait_until_unix_second},
     supervisor::{Supervisor, hex_u64},
     uptime::{
         CHAIN, Fixture, MARGIN, MAX_AGE, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first,
@@ -20,19 +21,8 @@ use crate::{
 };
 
 const GWEI: u128 = 1_000_000_000;
-/// FEED_UPDATER_ROLE = keccak256("FEED_UPDATER_ROLE").
-const ROLE: &str = "2a5eaae4dcc5567b2220ea5152021b46b5fb6cffc0f3a2f4eeb192fcd2fde452";
 /// The default `max_reverts`.
 const MAX_REVERTS: u64 = 3;
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Waits until the wall clock reaches second `at`.
-async fn wait_until_second(at: u64) -> Result<()> {
-    wait_for("the wall clock", WAIT, Duration::from_millis(20), || async { Ok((now_secs() >= at).then_some(())) }).await
-}
 
 /// The signer's transactions in the L2 pool: pending nonces (sorted) and how many are queued.
 async fn signer_pool(f: &Fixture) -> Result<(Vec<u64>, usize)> {
@@ -85,7 +75,7 @@ async fn kill_9_scenario(reporter: bool) -> Result<()> {
     f.l2.mine(1).await?; // a fresh last block: the schedule below starts from now
     let (last, last_ts) = f.stop_sequencer().await?;
     let spec = f.spec()?;
-    wait_until_second(last_ts + MAX_AGE).await?;
+    wait_until_unix_second(last_ts + MAX_AGE, WAIT).await?;
     // Deterministic per iteration, spread over 0..1.5 s and out of order.
     const DELAYS_MS: [u64; 8] = [0, 700, 150, 1500, 40, 1050, 350, 1250];
     let mut sup: Option<Supervisor> = None;
@@ -97,6 +87,7 @@ async fn kill_9_scenario(reporter: bool) -> Result<()> {
             Some(s) => s.restart(&spec).await?,
         }
         let s = sup.as_mut().context("started")?;
+        // The kill's moment, from the schedule above: what it hits is recorded below, not hoped.
         tokio::time::sleep(Duration::from_millis(delay)).await;
         s.kill9().await?;
         let (pending, queued) = signer_pool(&f).await?;
@@ -177,7 +168,7 @@ fn word(v: U256) -> B256 {
 /// `hasRole(FEED_UPDATER_ROLE, who)` on the feed at block tag `tag` (`pending`: what the next
 /// block would see).
 async fn has_role(f: &Fixture, who: Address, tag: &str) -> Result<bool> {
-    let data = format!("0x91d14854{ROLE}{:0>64}", alloy::hex::encode(who.as_slice()));
+    let data = feed::has_role(FEED_UPDATER_ROLE, who);
     let out: String = f.l2.rpc("eth_call", json!([{ "to": f.feed, "data": data }, tag])).await?;
     Ok(U256::from_str_radix(out.trim_start_matches("0x"), 16)? == U256::from(1))
 }
@@ -193,8 +184,7 @@ async fn a_role_revoked_mid_outage_gives_bounded_reverts_and_an_alert_metric() -
     // Revoke the role without a block: `s_roles` (mapping(bytes32 => mapping(address => bool)))
     // is the feed's first state variable, slot 0, so s_roles[role][signer] lives at
     // keccak256(signer . keccak256(role . 0)).
-    let inner =
-        keccak256([B256::from_slice(&alloy::hex::decode(ROLE)?).as_slice(), word(U256::ZERO).as_slice()].concat());
+    let inner = keccak256([FEED_UPDATER_ROLE.as_slice(), word(U256::ZERO).as_slice()].concat());
     let slot = keccak256([B256::left_padding_from(f.signer.as_slice()).as_slice(), inner.as_slice()].concat());
     assert!(has_role(&f, f.signer, "latest").await?, "the signer holds the role before");
     let _: Value = f.l2.rpc("anvil_setStorageAt", json!([f.feed, slot, word(U256::ZERO)])).await?;
@@ -232,7 +222,8 @@ async fn a_role_revoked_mid_outage_gives_bounded_reverts_and_an_alert_metric() -
     assert!(log.contains("the report reverted"), "a log line says the report reverted");
     assert!(log.contains("lacks FEED_UPDATER_ROLE"), "a log line says which role is missing");
 
-    // More blocks over a few seconds (under the stall threshold): no endless re-sending.
+    // More blocks over a few seconds (under the stall threshold): no endless re-sending. The
+    // sleep is the chain's block time: checks see a live chain for 3 s, the negative check below.
     let mut head = block;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -11,7 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use alloy::primitives::Address;
@@ -24,7 +24,7 @@ use tokio::{
 };
 
 use crate::{
-    harness::{Anvil, AnvilOptions, Proxy, wait_for},
+    harness::{Anvil, AnvilOptions, Proxy, unix_now, wait_for},
     supervisor::{Supervisor, hex_u64},
     uptime::{
         CHAIN, Fixture, MARGIN, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first, wait_landed_first,
@@ -38,10 +38,6 @@ const FLOOR: u128 = 1_000_000_000;
 const BUMP: u128 = 10;
 /// `endpoint` labels.
 const LOST_RPC: &str = "report_pool_lost_total{chain=\"901\",endpoint=\"rpc\"}";
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The promise of the refresh schedule: at wall-clock second `at`, the pooled `t_up` is at most
 /// `max(⌈refresh⌉ + margin, 10 % of the outage's age)` seconds old.
@@ -129,9 +125,9 @@ async fn a_long_outage_with_short_refreshes_keeps_the_staleness_bound_and_pays_t
 
     // Sample until the outage is 35 s old: past 30 s the bound is 10 % of the outage's age.
     let (mut changes, mut worst_age, mut samples, mut over) = (0u32, 0u64, 0u32, 0u32);
-    while now_ms() / 1000 < last_ts + 35 {
+    while unix_now().as_secs() < last_ts + 35 {
         let p = pooled(&f.l2, f.signer).await?;
-        let at = now_ms() / 1000; // taken after the answer: the age is if anything overstated
+        let at = unix_now().as_secs(); // taken after the answer: the age is if anything overstated
         samples += 1;
         ensure!(p.len() == 2 && p[0].nonce == down.nonce && p[1].nonce == up.nonce, "the pair is always pooled: {p:?}");
         assert_eq!(p[0], down, "the down transaction is never replaced while no one competes");
@@ -155,6 +151,7 @@ async fn a_long_outage_with_short_refreshes_keeps_the_staleness_bound_and_pays_t
             changes += 1;
             up = now_up.clone();
         }
+        // The sampling pace: every sample is checked, none is awaited.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ~30 s of refreshes at least every ~1.5 s (then every ~2 s): the checks above are not vacuous.

@@ -19,7 +19,7 @@ use tokio::{
 
 use crate::{
     common::{Report, Rng, alive, mib, ms, peak_rss, percentile, tail, wait_caught_up},
-    harness::{Anvil, AnvilOptions},
+    harness::{Anvil, AnvilOptions, RpcClient, consts::L2_CHAIN_ID},
     supervisor::{ChainSpec, Spec, Supervisor},
 };
 
@@ -78,27 +78,27 @@ enum Case {
 pub async fn run(requests: usize, seed: u64, report: &mut Report) -> Result<()> {
     let started = Instant::now();
     let l1 = Anvil::spawn(AnvilOptions::default()).await?;
-    let l2 = Anvil::spawn(AnvilOptions { chain_id: Some(901), ..Default::default() }).await?;
+    let l2 = Anvil::spawn(AnvilOptions { chain_id: Some(L2_CHAIN_ID), ..Default::default() }).await?;
     l1.mine(100).await?;
     l2.mine(20).await?;
     let mut spec = Spec::new(l1.url());
-    spec.chains = vec![ChainSpec::new(901, l2.url(), "latest")];
+    spec.chains = vec![ChainSpec::new(L2_CHAIN_ID, l2.url(), "latest")];
     let mut sup = Supervisor::start(&spec).await?;
     let pid = sup.pid().context("no pid")?;
     wait_caught_up(&sup, &l1, Duration::from_secs(60)).await?;
-    let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
+    let rpc = Arc::new(RpcClient::with_timeout(sup.rpc_url.clone(), REQUEST_TIMEOUT)?);
 
-    let idle = sync_status_latencies(&http, &sup.rpc_url, 200).await?;
+    let idle = sync_status_latencies(&rpc, 200).await?;
 
     // The latency probe: syncStatus every 10 ms while the fuzz runs.
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new((Vec::<Duration>::new(), 0usize)));
     let probe = {
-        let (stop, samples, http, url) = (stop.clone(), samples.clone(), http.clone(), sup.rpc_url.clone());
+        let (stop, samples, rpc) = (stop.clone(), samples.clone(), rpc.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 let t = Instant::now();
-                let ok = sync_status(&http, &url).await.is_ok();
+                let ok = sync_status(&rpc).await.is_ok();
                 {
                     let mut s = samples.lock().unwrap();
                     if ok { s.0.push(t.elapsed()) } else { s.1 += 1 }
@@ -129,7 +129,7 @@ pub async fn run(requests: usize, seed: u64, report: &mut Report) -> Result<()> 
     let peak = peak_rss(pid).unwrap_or(0);
     let still_alive = alive(pid);
     let healthz = if still_alive { sup.http_get("/healthz").await.map(|(s, _)| s).unwrap_or(0) } else { 0 };
-    let answers = still_alive && sync_status(&http, &sup.rpc_url).await.is_ok();
+    let answers = still_alive && sync_status(&rpc).await.is_ok();
     let stop_code = if still_alive { sup.stop().await? } else { -1 };
     let (check, check_text) = sup.db_check()?;
 
@@ -203,18 +203,18 @@ pub async fn run(requests: usize, seed: u64, report: &mut Report) -> Result<()> 
     Ok(())
 }
 
-async fn sync_status(http: &reqwest::Client, url: &str) -> Result<()> {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "supervisor_syncStatus", "params": [] });
-    let reply: serde_json::Value = http.post(url).json(&body).send().await?.error_for_status()?.json().await?;
-    anyhow::ensure!(reply["result"]["l1"]["latest"]["number"].is_string(), "no L1 head in {reply}");
+/// A well-formed `supervisor_syncStatus` that names an L1 head.
+async fn sync_status(rpc: &RpcClient) -> Result<()> {
+    let status: serde_json::Value = rpc.rpc("supervisor_syncStatus", json!([])).await?;
+    anyhow::ensure!(status["l1"]["latest"]["number"].is_string(), "no L1 head in {status}");
     Ok(())
 }
 
-async fn sync_status_latencies(http: &reqwest::Client, url: &str, n: usize) -> Result<Vec<Duration>> {
+async fn sync_status_latencies(rpc: &RpcClient, n: usize) -> Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        sync_status(http, url).await?;
+        sync_status(rpc).await?;
         out.push(t.elapsed());
     }
     out.sort();

@@ -14,12 +14,12 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     common::{Report, Rng, block_ref, node_head, tail, wait_caught_up, wait_derived_head},
-    harness::{Anvil, AnvilOptions, RpcClient, wait_for},
+    harness::{Anvil, AnvilOptions, RpcClient, consts::L2_CHAIN_ID, wait_for},
     supervisor::{ChainSpec, Spec, Supervisor, l1_rows},
 };
 
 const PART: &str = "crash storm";
-const L2_CHAIN: u64 = 901;
+const L2_CHAIN: u64 = L2_CHAIN_ID;
 const WAIT: Duration = Duration::from_secs(120);
 /// Catch-up reads this many blocks per request and write, so that it lasts long enough to be
 /// killed in the middle (at the default 100 it records ~30 000 blocks/s).

@@ -10,8 +10,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::wait::wait_for;
-
 /// Per-request HTTP timeout of [`RpcClient::new`].
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Max calls per batched HTTP POST in [`RpcClient::canonical_chain`].
@@ -206,28 +204,64 @@ impl RpcClient {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    async fn post(&self, what: &str, body: &Value) -> Result<Value> {
-        let resp = self
-            .http
-            .post(&self.url)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("{what}: HTTP request to {} failed", self.url))?;
+    /// POSTs `body` (with `Authorization: Bearer <token>` if a token is given); the answer's
+    /// HTTP status and bytes.
+    async fn post_bytes(
+        &self,
+        what: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>)> {
+        let mut request = self.http.post(&self.url).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.with_context(|| format!("{what}: HTTP request to {} failed", self.url))?;
         let status = resp.status();
         let bytes = resp.bytes().await.with_context(|| format!("{what}: reading HTTP body (status {status})"))?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    async fn post(&self, what: &str, body: &Value, token: Option<&str>) -> Result<Value> {
+        let (status, bytes) = self.post_bytes(what, body, token).await?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{what}: HTTP {status} body is not JSON: {}", snippet(&bytes)))
     }
 
+    fn request(&self, method: &str, params: Value) -> (u64, Value) {
+        let id = self.id();
+        (id, json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+    }
+
     /// One JSON-RPC call. A JSON-RPC error becomes an [`RpcError`] (code + message).
     pub async fn rpc<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T> {
-        let id = self.id();
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let resp = self.post(method, &body).await?;
+        let (id, body) = self.request(method, params);
+        let resp = self.post(method, &body, None).await?;
         let result = take_result(method, id, resp)?;
         let shown = snippet(result.to_string().as_bytes());
         serde_json::from_value(result).with_context(|| format!("{method}: cannot decode result {shown}"))
+    }
+
+    /// One JSON-RPC call whose error is an answer to look at, not a failure: `Ok(Err(error
+    /// object))`; with `Authorization: Bearer <token>` if a token is given.
+    pub async fn call(&self, method: &str, params: Value, token: Option<&str>) -> Result<Result<Value, Value>> {
+        let (id, body) = self.request(method, params);
+        let mut resp = self.post(method, &body, token).await?;
+        let got = resp.get("id").and_then(Value::as_u64);
+        ensure!(got == Some(id), "{method}: response id {:?} != request id {id}: {resp}", resp.get("id"));
+        if let Some(error) = resp.get_mut("error").filter(|e| !e.is_null()) {
+            return Ok(Err(error.take()));
+        }
+        resp.get_mut("result").map(|r| Ok(r.take())).ok_or_else(|| anyhow!("{method}: neither result nor error"))
+    }
+
+    /// One JSON-RPC call; the answer's bytes as the node sent them (for a benchmark that times
+    /// serving and parsing apart). A non-2xx status is an error.
+    pub async fn rpc_raw(&self, method: &str, params: Value) -> Result<Vec<u8>> {
+        let (_, body) = self.request(method, params);
+        let (status, bytes) = self.post_bytes(method, &body, None).await?;
+        ensure!(status.is_success(), "{method}: HTTP {status}: {}", snippet(&bytes));
+        Ok(bytes)
     }
 
     /// One HTTP POST carrying all `calls` as a JSON-RPC batch. Returns the per-call results in
@@ -243,7 +277,7 @@ impl RpcClient {
             .map(|(i, (m, p))| json!({"jsonrpc": "2.0", "id": first + i as u64, "method": m, "params": p}))
             .collect();
         let what = format!("batch of {} calls", calls.len());
-        let resp = self.post(&what, &Value::Array(body)).await?;
+        let resp = self.post(&what, &Value::Array(body), None).await?;
         let Value::Array(items) = resp else {
             bail!("{what}: response is not an array: {}", snippet(resp.to_string().as_bytes()));
         };
@@ -370,21 +404,6 @@ impl RpcClient {
         let ok: bool = self.rpc("anvil_loadState", json!([state])).await?;
         ensure!(ok, "anvil_loadState returned false");
         Ok(())
-    }
-
-    /// Polls until `eth_blockNumber >= n`, returns the number seen.
-    pub async fn wait_for_block_number(&self, n: u64, timeout: Duration) -> Result<u64> {
-        let this = self;
-        wait_for(
-            &format!("block number >= {n} at {}", self.url),
-            timeout,
-            Duration::from_millis(50),
-            move || async move {
-                let b = this.block_number().await?;
-                Ok((b >= n).then_some(b))
-            },
-        )
-        .await
     }
 
     /// Produces a real reorg: the last `depth` blocks are replaced by `max(new_blocks, depth)`

@@ -1,4 +1,6 @@
-//! Deadline-bounded polling.
+//! Deadline-bounded polling: the one way devnet, the tests and the benchmarks wait for a
+//! condition (the tests and benchmarks include this file with `#[path]`, see
+//! `tests/it/harness/mod.rs`).
 
 use std::time::Duration;
 
