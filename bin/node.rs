@@ -97,31 +97,38 @@ pub struct Node {
 
 impl Node {
     /// Starts every actor and both servers inside the current actix system. Nothing here waits
-    /// for a node longer than [`IDENTITY_BOUND`] (the datadir's chain identities, see
-    /// [`verify_identities_at_start`]; a foreign chain is a [`ForeignDatadir`] error before
+    /// for a node longer than [`crate::identity::IDENTITY_BOUND`] (the datadir's chain identities,
+    /// see [`verify_identities_at_start`]; a foreign chain is a [`crate::identity::ForeignDatadir`] error before
     /// anything binds): the servers answer as soon as this returns, whatever the nodes do (the L1
     /// chain id and identities not verified in time are verified in the background).
     pub async fn start(config: Config, mut db: ChainsDb, mut signers: Signers, admin: Admin) -> anyhow::Result<Self> {
         let metrics = Metrics::default();
         metrics.process_started(env!("CARGO_PKG_VERSION"));
         let timeout = Duration::from_millis(config.l1.request_timeout_ms);
-        let l1_rpc = EthRpc::new(&config.l1.rpc_url, timeout)
-            .map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))?
-            .with_max_response_bytes(config.l1.max_response_bytes())
-            .with_metrics(metrics.clone(), "l1");
-
-        // Everything that can fail happens before the first watcher starts: an error return drops
-        // the actor system, and actors already running in it would then fire their timers
-        // outside a runtime.
-        let mut l2_rpcs = Vec::new();
-        for chain in &config.chains {
+        // Each flow's clients are its own: a reqwest client's pooled connections are driven by
+        // the runtime that opened them, so the start-up checks (on this thread) must not hand
+        // theirs to a watcher on another arbiter.
+        let l1_client = || {
+            EthRpc::new(&config.l1.rpc_url, timeout)
+                .map(|rpc| {
+                    rpc.with_max_response_bytes(config.l1.max_response_bytes()).with_metrics(metrics.clone(), "l1")
+                })
+                .map_err(|e| anyhow::anyhow!("l1.rpc_url: {e}"))
+        };
+        let l2_client = |chain: &crate::config::ChainConfig| {
             let id = chain.chain_id;
-            let rpc = EthRpc::new(&chain.rpc_url, timeout)
-                .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))?
-                .with_max_response_bytes(chain.max_response_bytes())
-                .with_metrics(metrics.clone(), format!("l2_{id}"));
-            l2_rpcs.push(rpc);
-        }
+            EthRpc::new(&chain.rpc_url, timeout)
+                .map(|rpc| {
+                    rpc.with_max_response_bytes(chain.max_response_bytes())
+                        .with_metrics(metrics.clone(), format!("l2_{id}"))
+                })
+                .map_err(|e| anyhow::anyhow!("chains.{id}.rpc_url: {e}"))
+        };
+        let l1_rpc = l1_client()?;
+
+        // Everything that can fail happens before the first watcher starts, except starting the
+        // servers on their arbiter; an error there drops `arbiters`, which stops every flow.
+        let l2_rpcs = config.chains.iter().map(l2_client).collect::<anyhow::Result<Vec<_>>>()?;
         let mut rollup_rpcs = BTreeMap::new();
         for chain in &config.chains {
             let (id, Some(url)) = (chain.chain_id, &chain.rollup_rpc_url) else { continue };
@@ -162,7 +169,8 @@ impl Node {
         // Before anything binds or starts: a datadir recorded from another chain is refused here
         // when the nodes answer within IDENTITY_BOUND, else in the background (see
         // `verify_identities_at_start`).
-        let targets = identity_targets(&config, &db, &l1_rpc, &l2_rpcs)?;
+        let check_l2 = config.chains.iter().map(l2_client).collect::<anyhow::Result<Vec<_>>>()?;
+        let targets = identity_targets(&config, &db, &l1_client()?, &check_l2)?;
         let pending = verify_identities_at_start(&config.datadir, &mut db, targets).await?;
         let gate = db.write_gate();
         let rpc_listener = Listener::bind(config.rpc.listen, "rpc.listen")?;
@@ -175,7 +183,7 @@ impl Node {
             max_connections: config.metrics.max_connections.get() as usize,
             header_read_timeout: Duration::from_millis(config.metrics.header_read_timeout_ms.get()),
         };
-        let l1_check = config.l1.chain_id.map(|expected| (l1_rpc.clone(), expected));
+        let l1_check = config.l1.chain_id.map(|expected| l1_client().map(|rpc| (rpc, expected))).transpose()?;
 
         let db = ChainsDbActor::start(db, metrics.clone());
         for chain in &config.chains {
@@ -202,7 +210,7 @@ impl Node {
         // burst of RPC calls in one never delays another: L1, each chain's derivation, each chain's
         // uptime report, and both servers. The database has its own thread (`ChainsDbActor`).
         let mut arbiters = Arbiters::default();
-        let l1_arbiter = arbiters.spawn();
+        let l1_arbiter = arbiters.spawn()?;
         let l1_watcher = {
             let (db, metrics) = (db.clone(), metrics.clone());
             Supervisor::start_in_arbiter(&l1_arbiter, move |_| {
@@ -226,7 +234,7 @@ impl Node {
                 ..WatcherTiming::default()
             };
             let (db, metrics) = (db.clone(), metrics.clone());
-            let arbiter = arbiters.spawn();
+            let arbiter = arbiters.spawn()?;
             if let Some(rollup) = rollup_rpcs.remove(&id) {
                 let batch = chain.batch_size;
                 let watcher = Supervisor::start_in_arbiter(&arbiter, move |_| {
@@ -261,7 +269,7 @@ impl Node {
                 continue;
             };
             let handles =
-                start_uptime(&arbiters.spawn(), chain, *feed, sequencers, signer, db.clone(), metrics.clone());
+                start_uptime(&arbiters.spawn()?, chain, *feed, sequencers, signer, db.clone(), metrics.clone());
             uptime.insert(chain.chain_id, handles);
         }
 
@@ -273,7 +281,7 @@ impl Node {
         };
         let servers = {
             let (db, metrics) = (db.clone(), metrics.clone());
-            run_on(&arbiters.spawn(), move || {
+            run_on(&arbiters.spawn()?, move || {
                 let rpc = crate::rpc::serve(rpc_listener, rpc_limits, db, metrics.clone(), uptime, admin)?;
                 let http = HttpServer::metrics(http_listener, http_limits, metrics, health)?;
                 anyhow::Ok((rpc, http))
@@ -347,7 +355,7 @@ impl Node {
         if result.is_ok() {
             info!(target: "main", "database flushed; exiting");
         }
-        drop(arbiters);
+        arbiters.stop(Duration::from_secs(2)).await;
         System::current().stop();
         result
     }
@@ -360,11 +368,29 @@ struct Arbiters(Vec<Arbiter>);
 
 impl Arbiters {
     /// A new arbiter (thread) for one flow.
-    fn spawn(&mut self) -> ArbiterHandle {
-        let arbiter = Arbiter::new();
+    fn spawn(&mut self) -> anyhow::Result<ArbiterHandle> {
+        let arbiter = Arbiter::try_new().context("cannot start a thread for an arbiter")?;
         let handle = arbiter.handle();
         self.0.push(arbiter);
-        handle
+        Ok(handle)
+    }
+
+    /// Stops every arbiter and waits, for at most `bound`, until their threads have ended (the
+    /// actors on them dropped).
+    async fn stop(mut self, bound: Duration) {
+        let arbiters = std::mem::take(&mut self.0);
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        // A detached thread, not `spawn_blocking`: the runtime's shutdown would wait for it.
+        let (tx, joined) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            arbiters.into_iter().for_each(|a| drop(a.join()));
+            let _ = tx.send(());
+        });
+        if tokio::time::timeout(bound, joined).await.is_err() {
+            warn!(target: "main", ?bound, "an arbiter did not stop in time");
+        }
     }
 }
 

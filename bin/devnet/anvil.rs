@@ -86,8 +86,12 @@ pub fn locate(flag: Option<&Path>) -> Result<Option<PathBuf>> {
         return Ok(Some(path));
     }
     let pinned = checkouts().into_iter().map(|root| root.join(ANVIL_IN_CHECKOUT)).find(|p| p.is_file());
-    let on_path = || std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("anvil")).find(|p| p.is_file());
-    Ok(pinned.or_else(on_path))
+    Ok(pinned.or_else(|| on_path("anvil")))
+}
+
+/// The first executable file `name` in a directory of `PATH`.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 /// [`locate`] without a flag, or an error that says how to install it.

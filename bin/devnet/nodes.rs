@@ -161,7 +161,7 @@ pub(super) fn find_anvil(flag: Option<&Path>, tl: Timeline) -> anyhow::Result<Pa
     };
     let tools = root.join("tools");
     let command = format!("npm ci --prefix {}", sh(&tools.display().to_string()));
-    let Some(npm) = on_path("npm") else {
+    let Some(npm) = anvil::on_path("npm") else {
         bail!("anvil not found: install Node.js and npm, then run `{command}` (or pass --anvil PATH)")
     };
     tl.say(format!("anvil not found: installing the pinned tools with `{command}` (its output goes to stderr)"));
@@ -176,10 +176,6 @@ pub(super) fn find_anvil(flag: Option<&Path>, tl: Timeline) -> anyhow::Result<Pa
     let found = root.join(anvil::ANVIL_IN_CHECKOUT);
     ensure!(found.is_file(), "`{command}` succeeded but did not install {}", found.display());
     Ok(found)
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 /// Fails if `addr` cannot be bound now, before anything starts (port 0 always can).

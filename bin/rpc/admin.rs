@@ -194,6 +194,100 @@ mod tests {
         assert!(short.contains("short") && short.contains("62 digits"), "{short}");
         assert!(read_secret(&write("bad", "zz")).is_err());
         assert!(read_secret(&dir.path().join("absent")).expect_err("absent").contains("absent"));
-        assert!(!format!("{:?}", Admin(Some(secret(1)))).contains(&hex(1)), "Debug shows the secret");
+        assert_eq!(
+            format!("{:?}", Admin(Some(secret(1)))),
+            r#"Admin(Some(JwtSecret("{{}}")))"#,
+            "Debug shows the secret"
+        );
+    }
+
+    /// The service behind the guard: answers every call it gets and records what reached it.
+    #[derive(Clone, Default)]
+    struct Inner(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Inner {
+        fn seen(&self) -> Vec<String> {
+            self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        }
+        fn record(&self, what: String) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(what);
+            }
+        }
+    }
+
+    impl RpcServiceT for Inner {
+        type MethodResponse = MethodResponse;
+        type NotificationResponse = MethodResponse;
+        type BatchResponse = MethodResponse;
+
+        fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+            self.record(format!("ran {}", request.method_name()));
+            let id = request.id;
+            async move { MethodResponse::response(id, jsonrpsee::ResponsePayload::success("ran"), usize::MAX) }
+        }
+
+        fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+            for entry in batch {
+                match entry {
+                    Ok(BatchEntry::Call(req)) => self.record(format!("ran {}", req.method_name())),
+                    Ok(BatchEntry::Notification(n)) => self.record(format!("notified {}", n.method_name())),
+                    Err(e) => self.record(format!("refused: {}", e.into_parts().0.message())),
+                }
+            }
+            async { MethodResponse::notification() }
+        }
+
+        fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+            self.record(format!("notified {}", n.method_name()));
+            async { MethodResponse::notification() }
+        }
+    }
+
+    fn request(method: &str, token: Option<String>) -> Request<'static> {
+        let mut req = Request::owned(method.to_owned(), None, jsonrpsee::types::Id::Number(1));
+        req.extensions_mut().insert(Bearer(token));
+        req
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_unauthorized_admin_calls_alone_and_in_batches_and_passes_the_rest() {
+        let inner = Inner::default();
+        let guard = AdminGuard::new(inner.clone(), Admin(Some(secret(7))));
+        let valid = || Some(token(&secret(7)).expect("token"));
+
+        assert!(guard.call(request("admin_forceUptimeUpdate", None)).await.is_error());
+        assert!(
+            guard.call(request("admin_forceUptimeUpdate", Some(token(&secret(8)).expect("token")))).await.is_error()
+        );
+        assert!(guard.call(request("admin_forceUptimeUpdate", valid())).await.is_success());
+        assert!(guard.call(request("supervisor_syncStatus", None)).await.is_success());
+        // Method names are exact: `Admin_x` is not an admin method, and no such method exists.
+        assert!(guard.call(request("Admin_forceUptimeUpdate", None)).await.is_success());
+        assert_eq!(
+            inner.seen(),
+            ["ran admin_forceUptimeUpdate", "ran supervisor_syncStatus", "ran Admin_forceUptimeUpdate"]
+        );
+
+        let inner = Inner::default();
+        let guard = AdminGuard::new(inner.clone(), Admin(Some(secret(7))));
+        let mut batch = Batch::new();
+        batch.push(request("admin_forceUptimeUpdate", None));
+        batch.push(request("supervisor_syncStatus", None));
+        batch.push(request("admin_forceUptimeUpdate", valid()));
+        guard.batch(batch).await;
+        assert_eq!(
+            inner.seen(),
+            [
+                "refused: unauthorized: missing `Authorization: Bearer <jwt>` header",
+                "ran supervisor_syncStatus",
+                "ran admin_forceUptimeUpdate",
+            ]
+        );
+
+        let inner = Inner::default();
+        let off = AdminGuard::new(inner.clone(), Admin(None));
+        assert!(off.call(request("admin_forceUptimeUpdate", valid())).await.is_error());
+        assert!(inner.seen().is_empty(), "admin methods are off without a secret");
     }
 }

@@ -9,7 +9,7 @@ use rollup_supervisor_actors::metrics::{ALL, Kind};
 use serde_json::{Value, json};
 
 use crate::{
-    harness::{Proxy, wait_for},
+    harness::{Proxy, RpcClient, wait_for},
     supervisor::{BIN, Supervisor, scraped},
     uptime::{Fixture, block_after_gap},
 };
@@ -171,14 +171,11 @@ async fn admin_override_needs_a_valid_token_and_reports_the_outage_once() -> Res
     let forged = call(Some(token(&other)?)).await?.expect_err("another secret");
     assert!(error_message(&forged).contains("unauthorized: provided signature is invalid"), "{forged}");
     // Inside a batch the admin call is refused too, and the read beside it is answered.
-    let batch = json!([
-        { "jsonrpc": "2.0", "id": 1, "method": "admin_forceUptimeUpdate", "params": [CHAIN] },
-        { "jsonrpc": "2.0", "id": 2, "method": "supervisor_syncStatus", "params": [] },
-    ]);
-    let replies: Vec<Value> = reqwest::Client::new().post(&sup.rpc_url).json(&batch).send().await?.json().await?;
-    let reply = |id: u64| replies.iter().find(|r| r["id"] == json!(id)).cloned().unwrap_or(Value::Null);
-    assert!(error_message(&reply(1)["error"]).contains("unauthorized: missing"), "{replies:?}");
-    assert!(reply(2)["result"]["l1"].is_object(), "{replies:?}");
+    let batch = [("admin_forceUptimeUpdate", json!([CHAIN])), ("supervisor_syncStatus", json!([]))];
+    let replies = RpcClient::new(sup.rpc_url.clone())?.rpc_batch(&batch).await?;
+    let refused = replies[0].as_ref().expect_err("an admin call in a batch without a token").to_string();
+    assert!(refused.contains("unauthorized: missing"), "{refused}");
+    assert!(replies[1].as_ref().is_ok_and(|status| status["l1"].is_object()), "{replies:?}");
     assert!(f.pooled().await?.is_empty(), "nothing was sent without a valid token");
     let unknown = sup.call_with_token("admin_forceUptimeUpdate", json!([7]), Some(token(&secret)?)).await?;
     assert!(error_message(&unknown.expect_err("chain 7")).contains("not enabled for chain 7"));

@@ -10,7 +10,7 @@
 use alloy::{
     consensus::{TxEip1559, TxEnvelope},
     eips::eip2718::Encodable2718,
-    primitives::{B256, Bytes, TxKind, U256, b256},
+    primitives::{B256, Bytes, TxKind, U256},
 };
 use rollup_supervisor_storage::{OutageRecord, OutageResult};
 use tracing::{error, info, warn};
@@ -25,9 +25,6 @@ use crate::{
     metrics,
     rpc::{RpcReceipt, RpcTx},
 };
-
-/// `AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt)`.
-const ANSWER_UPDATED: B256 = b256!("0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f");
 
 /// Where a report transaction was found on chain.
 #[derive(Clone, Debug)]
@@ -74,7 +71,7 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
         let answers = receipt
             .logs
             .iter()
-            .filter(|l| l.address == self.cfg.feed && l.topics.first() == Some(&ANSWER_UPDATED))
+            .filter(|l| l.address == self.cfg.feed && l.topics.first() == Some(&super::feed::ANSWER_UPDATED))
             .filter_map(|l| l.topics.get(1).map(|t| t.0[31]))
             .collect();
         Landing { block, index, hash, ok: !receipt.reverted(), answers }

@@ -29,6 +29,10 @@ sol! {
     }
 }
 
+/// The topic of the feed's `AnswerUpdated(int256 indexed current, uint256 indexed roundId,
+/// uint256 updatedAt)` event: one per round.
+pub const ANSWER_UPDATED: B256 = b256!("0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f");
+
 /// keccak256("FEED_UPDATER_ROLE").
 pub const FEED_UPDATER_ROLE: B256 = b256!("2a5eaae4dcc5567b2220ea5152021b46b5fb6cffc0f3a2f4eeb192fcd2fde452");
 
@@ -158,6 +162,7 @@ mod tests {
         assert_eq!(get_round_data(7)[..4], [0x9a, 0x6f, 0xc8, 0xf5]);
         assert_eq!(get_round_data(7)[35], 7);
         assert_eq!(keccak256("FEED_UPDATER_ROLE"), FEED_UPDATER_ROLE);
+        assert_eq!(keccak256("AnswerUpdated(int256,uint256,uint256)"), ANSWER_UPDATED);
         assert_eq!(report(5).len(), 36);
         assert_eq!(decode_report(&report(1_700_000_000)), Some(1_700_000_000));
     }

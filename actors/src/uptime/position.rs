@@ -65,9 +65,13 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
                 Err(PoolError::Unserved(_)) => Some(false),
                 Err(PoolError::Unreachable(_)) => None,
             };
+            // One slot per endpoint; a view beyond them (a `Node` that answers more pools than
+            // it has endpoints) is used for pricing but not tracked.
             if let Some(serves) = serves
-                && self.pool_readable[i] != Some(serves)
+                && let Some(readable) = self.pool_readable.get_mut(i)
+                && *readable != Some(serves)
             {
+                *readable = Some(serves);
                 match &view {
                     Err(e) => {
                         warn!(target: "uptime", chain = self.cfg.chain, %endpoint, error = %e, "this node does not serve its pending pool (txpool_content): where no pool is readable the report is priced at the configured fees, which cannot promise first place")
@@ -76,7 +80,6 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
                         info!(target: "uptime", chain = self.cfg.chain, %endpoint, "the pending pool is readable: the report is priced above the best pending transaction")
                     }
                 }
-                self.pool_readable[i] = Some(serves);
                 let labels = [("chain", chain.as_str()), ("endpoint", endpoint.as_str())];
                 self.metrics.set(&metrics::POOL_UNREADABLE, &labels, if serves { 0.0 } else { 1.0 });
             }

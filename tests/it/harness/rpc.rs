@@ -188,9 +188,12 @@ impl RpcClient {
     }
 
     pub fn with_timeout(url: impl Into<String>, timeout: Duration) -> Result<Self> {
+        // Idle connections are dropped before the servers' 10 s header timeout closes them, so
+        // a call after a pause never races that close.
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .context("building reqwest client")?;
         Ok(Self { url: url.into(), http, next_id: AtomicU64::new(1) })

@@ -13,7 +13,7 @@ use std::{
 use alloy::{
     consensus::{SignableTransaction, Signed, TxEip1559, TxEnvelope},
     eips::eip2718::Decodable2718,
-    primitives::{Address, B256, Bytes, Signature, U64, U256, b256},
+    primitives::{Address, B256, Bytes, Signature, U64, U256},
 };
 use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord};
 
@@ -41,8 +41,6 @@ pub(super) const USER: Address = Address::repeat_byte(0x77);
 pub(super) const LAST: u64 = 100;
 /// The signer's transaction count before the outage.
 pub(super) const NONCE: u64 = 7;
-/// topic0 of `AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt)`.
-const ANSWER_UPDATED: B256 = b256!("0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f");
 
 /// What the injector did, in order.
 #[derive(Clone, Debug)]
@@ -187,7 +185,10 @@ impl World {
             let logs = m
                 .answers
                 .iter()
-                .map(|a| RpcLog { address: FEED, topics: vec![ANSWER_UPDATED, B256::with_last_byte(*a)] })
+                .map(|a| RpcLog {
+                    address: FEED,
+                    topics: vec![crate::uptime::feed::ANSWER_UPDATED, B256::with_last_byte(*a)],
+                })
                 .collect();
             let receipt = RpcReceipt {
                 status: Some(U64::from(u64::from(m.ok))),
