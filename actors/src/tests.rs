@@ -28,6 +28,36 @@ fn block(n: u64, fork: u8) -> BlockRef {
     BlockRef { number: n, hash: h(n, fork), parent_hash: h(n.wrapping_sub(1), fork), timestamp: n }
 }
 
+/// The `FollowStore` methods of a store that holds no blocks and accepts every write.
+macro_rules! store_without_blocks {
+    () => {
+        async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
+            Ok(Vec::new())
+        }
+        async fn floor(&self) -> Result<Option<u64>, FollowError> {
+            Ok(None)
+        }
+        async fn append(&self, _: Vec<BlockRef>) -> Result<(), FollowError> {
+            Ok(())
+        }
+        async fn rewind(&self, _: u64, _: u64) -> Result<(), FollowError> {
+            Ok(())
+        }
+    };
+}
+
+/// Following `latest`, batches of 10, no confirmations.
+fn follow_latest() -> FollowConfig {
+    FollowConfig {
+        tag: BlockTag::Latest,
+        confirmations: 0,
+        batch_size: 10,
+        start_block: None,
+        expected_chain_id: None,
+        rewind_when_behind: false,
+    }
+}
+
 /// Polls `f` until it is true, for at most `secs` seconds.
 async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -110,18 +140,7 @@ impl FollowStore for SlowHeads {
     async fn tip(&self) -> Result<Option<BlockRef>, FollowError> {
         Ok(Some(block(0, 1)))
     }
-    async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
-        Ok(Vec::new())
-    }
-    async fn floor(&self) -> Result<Option<u64>, FollowError> {
-        Ok(None)
-    }
-    async fn append(&self, _: Vec<BlockRef>) -> Result<(), FollowError> {
-        Ok(())
-    }
-    async fn rewind(&self, _: u64, _: u64) -> Result<(), FollowError> {
-        Ok(())
-    }
+    store_without_blocks!();
     async fn poll_heads(&self, _: &EthRpc) -> Result<(), FollowError> {
         self.in_flight.set(self.in_flight.get() + 1);
         self.most_at_once.set(self.most_at_once.get().max(self.in_flight.get()));
@@ -137,14 +156,7 @@ impl FollowStore for SlowHeads {
 async fn heads_polls_run_one_at_a_time_when_the_node_is_slower_than_the_interval() {
     let store = SlowHeads::default();
     let rpc = EthRpc::new("http://127.0.0.1:9", Duration::from_millis(200)).expect("url");
-    let cfg = FollowConfig {
-        tag: BlockTag::Latest,
-        confirmations: 0,
-        batch_size: 10,
-        start_block: None,
-        expected_chain_id: None,
-        rewind_when_behind: false,
-    };
+    let cfg = follow_latest();
     let metrics = Metrics::default();
     let timing = WatcherTiming { heads_interval: Some(Duration::from_millis(5)), ..fast_timing() };
     let follower = Follower::new("slow", rpc, store.clone(), cfg, metrics.clone());
@@ -165,18 +177,7 @@ impl FollowStore for FakeStore {
         self.tips.set(self.tips.get() + 1);
         if self.gone { Err(FollowError::DbGone(actix::MailboxError::Closed)) } else { Ok(Some(block(0, 1))) }
     }
-    async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
-        Ok(Vec::new())
-    }
-    async fn floor(&self) -> Result<Option<u64>, FollowError> {
-        Ok(None)
-    }
-    async fn append(&self, _: Vec<BlockRef>) -> Result<(), FollowError> {
-        Ok(())
-    }
-    async fn rewind(&self, _: u64, _: u64) -> Result<(), FollowError> {
-        Ok(())
-    }
+    store_without_blocks!();
 }
 
 fn fast_timing() -> WatcherTiming {
@@ -192,14 +193,7 @@ fn fast_timing() -> WatcherTiming {
 fn fake_watcher(store: FakeStore, metrics: Metrics) -> Watcher<Follower<FakeStore>> {
     // Nothing listens on port 9; the node is never reached when the store fails first.
     let rpc = EthRpc::new("http://127.0.0.1:9", Duration::from_millis(200)).expect("url");
-    let cfg = FollowConfig {
-        tag: BlockTag::Latest,
-        confirmations: 0,
-        batch_size: 10,
-        start_block: None,
-        expected_chain_id: None,
-        rewind_when_behind: false,
-    };
+    let cfg = follow_latest();
     Watcher::new(Follower::new("fake", rpc, store, cfg, metrics.clone()), fast_timing(), metrics)
 }
 
@@ -244,18 +238,7 @@ impl FollowStore for HeldStore {
         }
         Ok(Some(block(0, 1)))
     }
-    async fn stored(&self, _: u64, _: u64) -> Result<Vec<BlockRef>, FollowError> {
-        Ok(Vec::new())
-    }
-    async fn floor(&self) -> Result<Option<u64>, FollowError> {
-        Ok(None)
-    }
-    async fn append(&self, _: Vec<BlockRef>) -> Result<(), FollowError> {
-        Ok(())
-    }
-    async fn rewind(&self, _: u64, _: u64) -> Result<(), FollowError> {
-        Ok(())
-    }
+    store_without_blocks!();
 }
 
 #[actix::test]
@@ -267,14 +250,7 @@ async fn shutdown_answers_once_the_step_in_flight_has_finished_and_no_step_start
         .expect("url")
         .with_metrics(metrics.clone(), "held");
     let requests = || metrics.get(&metrics::NODE_REQUESTS, &[("endpoint", "held"), ("method", "eth_getBlockByNumber")]);
-    let cfg = FollowConfig {
-        tag: BlockTag::Latest,
-        confirmations: 0,
-        batch_size: 10,
-        start_block: None,
-        expected_chain_id: None,
-        rewind_when_behind: false,
-    };
+    let cfg = follow_latest();
     let follower = Follower::new("held", rpc, store.clone(), cfg, metrics.clone());
     let addr = Watcher::new(follower, fast_timing(), metrics.clone()).start();
     assert!(eventually(10, async || store.entered.get()).await, "the first step did not start");
