@@ -13,6 +13,14 @@
 //!   lock and not a durable watermark). While the failure has the database closed, a query is
 //!   `StorageError::Unavailable`; one that comes when a reopen is due reopens it from disk.
 //!
+//! - [`GetSyncStatus`], the query the JSON-RPC server and `/readyz` send most, waits for no write
+//!   at all: after every write, still holding the lock, the writer computes the sync status (a
+//!   durable state: the write was flushed, or refused and wrote nothing) and publishes it once
+//!   it lets go; this actor answers from it at once while the database is open. It is a durable
+//!   watermark of the only kind that needs no clamping: a whole answer, replaced whole. A write
+//!   that failed with a sled error publishes nothing, and until the next write the query takes
+//!   the readers' path (which answers `Unavailable` while the database is closed).
+//!
 //! Both run on threads of their own, so sled's flushes never block the arbiters that run the
 //! watchers' timers and RPC. The recorded heads are exported after every write; the size on disk
 //! is sampled every [`SIZE_EVERY`] by a reader.
@@ -20,7 +28,7 @@
 pub mod messages;
 
 use std::{
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -43,6 +51,7 @@ pub const SIZE_EVERY: Duration = Duration::from_secs(10);
 /// The address of the database: writes and queries, as typed messages ([`messages`]).
 #[derive(Debug)]
 pub struct ChainsDbActor {
+    store: Store,
     writer: Addr<DbWriter>,
     readers: Addr<DbReader>,
     /// [`SIZE_EVERY`], but in tests.
@@ -59,20 +68,23 @@ impl ChainsDbActor {
 
     /// [`Self::start`] over a database already shared, sampling the size every `size_every`.
     fn start_shared(db: Arc<SharedDb>, metrics: Metrics, size_every: Duration) -> Addr<ChainsDbActor> {
-        let store = Store { db, metrics };
+        let store = Store { db, metrics, status: Arc::default() };
         for head in ["safe", "finalized"] {
             for reason in ["conflict", "regression", "order"] {
                 store.metrics.touch(&metrics::L1_HEAD_REJECTED, &[("head", head), ("reason", reason)]);
             }
         }
-        store.export_heads();
+        store.publish(store.db.peek(|db| db.and_then(|db| sync_status(db).ok())));
         store.export_size();
         let writer = {
             let store = store.clone();
             SyncArbiter::start(1, move || DbWriter(store.clone()))
         };
-        let readers = SyncArbiter::start(READERS, move || DbReader(store.clone()));
-        ChainsDbActor { writer, readers, size_every }.start()
+        let readers = {
+            let store = store.clone();
+            SyncArbiter::start(READERS, move || DbReader(store.clone()))
+        };
+        ChainsDbActor { store, writer, readers, size_every }.start()
     }
 }
 
@@ -84,14 +96,55 @@ impl Actor for ChainsDbActor {
     }
 }
 
-/// What the writer and the readers share: the database and the metrics.
+/// What the writer and the readers share: the database, the metrics, the published status.
 #[derive(Clone, Debug)]
 struct Store {
     db: Arc<SharedDb>,
     metrics: Metrics,
+    /// The sync status after the last write, published by the writer (`None`: take the
+    /// readers' path).
+    status: Arc<Mutex<Option<SyncStatus>>>,
+}
+
+/// The answer to [`GetSyncStatus`], from the database.
+fn sync_status(db: &ChainsDb) -> Result<SyncStatus, StorageError> {
+    let chains = db.chains().into_iter().map(|c| Ok((c, db.latest(c)?))).collect::<Result<_, StorageError>>()?;
+    Ok(SyncStatus { l1: db.heads()?, chains })
 }
 
 impl Store {
+    /// Publishes the sync status the writer computed after a write (`None`: none to publish),
+    /// and exports the heads it holds.
+    fn publish(&self, status: Option<SyncStatus>) {
+        match &status {
+            Some(status) => self.export_status(status),
+            None => self.export_heads(),
+        }
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+
+    /// The published sync status, while the database is open.
+    fn published(&self) -> Option<SyncStatus> {
+        let status = self.status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        status.filter(|_| self.db.is_open())
+    }
+
+    /// Exports whether the database is open, the L1 heads and each chain's derivation head.
+    fn export_status(&self, status: &SyncStatus) {
+        let m = &self.metrics;
+        m.set(&metrics::DB_OPEN, &[], if self.db.is_open() { 1.0 } else { 0.0 });
+        let heads = status.l1;
+        for (label, head) in [("latest", heads.latest), ("safe", heads.safe), ("finalized", heads.finalized)] {
+            m.set(&metrics::L1_HEAD, &[("head", label)], head.map_or(0.0, |b| b.number as f64));
+        }
+        for (chain, latest) in &status.chains {
+            let chain_label = chain.to_string();
+            let labels = [("chain", chain_label.as_str())];
+            m.set(&metrics::DERIVED_L2, &labels, latest.map_or(0.0, |p| p.derived.number as f64));
+            m.set(&metrics::DERIVED_L1, &labels, latest.map_or(0.0, |p| p.source.number as f64));
+        }
+    }
+
     /// Exports what the database holds: whether it is open, the L1 heads, each chain's
     /// derivation head.
     fn export_heads(&self) {
@@ -145,15 +198,22 @@ impl DbWriter {
         f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let started = Instant::now();
-        let (result, notes) = self.0.db.write(|db| {
+        let (result, notes, status) = self.0.db.write(|db| {
             let result = if now { db.run_now(f) } else { db.run(f) };
-            (result, db.current().map(ChainsDb::take_head_notes).unwrap_or_default())
+            let notes = db.current().map(ChainsDb::take_head_notes).unwrap_or_default();
+            // Under the writer's access, so nothing changes meanwhile; the write is durable, or
+            // was refused and wrote nothing. A sled error may have left anything: publish nothing.
+            let status = match (&result, db.get()) {
+                (Err(StorageError::Sled(_)), _) | (_, None) => None,
+                (_, Some(db)) => sync_status(db).ok(),
+            };
+            (result, notes, status)
         });
         let m = &self.0.metrics;
         m.observe_duration(&metrics::DB_WRITE_LATENCY, &[("op", op)], started.elapsed());
         m.add(&metrics::DB_ERRORS, &[("op", op)], if result.is_err() { 1.0 } else { 0.0 });
         self.report_head_notes(notes);
-        self.0.export_heads();
+        self.0.publish(status);
         result
     }
 
@@ -236,31 +296,54 @@ impl<M: Message> Message for Job<M> {
 impl<M: Message> Job<M> {
     /// Sends the answer; a sender that stopped waiting is not an error.
     fn answer(self, result: M::Result) {
-        if let Some(reply) = self.reply {
+        Self::answer_with(self.reply, result);
+    }
+
+    fn answer_with(reply: Option<OneshotSender<M::Result>>, result: M::Result) {
+        if let Some(reply) = reply {
             let _ = reply.send(result);
         }
     }
 }
 
 /// How [`ChainsDbActor`] answers: by handing the message and the sender's reply channel to the
-/// writer or the readers, in arrival order, without waiting for either. If the worker is gone,
-/// the reply channel is dropped and the sender sees a `MailboxError`, as from a stopped actor.
-pub struct Dispatch<M>
+/// writer or the readers, in arrival order, without waiting for either (or at once, with what it
+/// has). If the worker is gone, the reply channel is dropped and the sender sees a
+/// `MailboxError`, as from a stopped actor.
+pub struct Dispatch<M>(Route<M>)
+where
+    M: Message + Send + 'static,
+    M::Result: Send;
+
+enum Route<M>
 where
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    msg: M,
-    to: Recipient<Job<M>>,
+    To(M, Recipient<Job<M>>),
+    Now(M::Result),
+}
+
+impl<M> Dispatch<M>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    fn to<W>(msg: M, worker: &Addr<W>) -> Self
+    where
+        W: Actor<Context = SyncContext<W>> + Handler<Job<M>>,
+    {
+        Dispatch(Route::To(msg, worker.clone().recipient()))
+    }
 }
 
 impl<M> std::fmt::Debug for Dispatch<M>
 where
-    M: Message + Send + std::fmt::Debug + 'static,
+    M: Message + Send + 'static,
     M::Result: Send,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatch").field("msg", &self.msg).finish_non_exhaustive()
+        f.debug_struct("Dispatch").finish_non_exhaustive()
     }
 }
 
@@ -270,9 +353,13 @@ where
     M::Result: Send,
 {
     fn handle(self, _: &mut Context<ChainsDbActor>, reply: Option<OneshotSender<M::Result>>) {
-        // `do_send` ignores the worker's mailbox capacity, so that messages keep their order;
-        // every sender waits for its answer, so the queue holds one message per sender at most.
-        self.to.do_send(Job { msg: self.msg, reply });
+        match self.0 {
+            // `do_send` ignores the worker's mailbox capacity, so that messages keep their
+            // order; every sender waits for its answer, so the queue holds one message per
+            // sender at most.
+            Route::To(msg, to) => to.do_send(Job { msg, reply }),
+            Route::Now(result) => Job::<M>::answer_with(reply, result),
+        }
     }
 }
 
@@ -285,7 +372,7 @@ macro_rules! handle {
         impl Handler<$msg> for ChainsDbActor {
             type Result = Dispatch<$msg>;
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
-                Dispatch { msg, to: self.readers.clone().recipient() }
+                Dispatch::to(msg, &self.readers)
             }
         }
         impl Handler<Job<$msg>> for DbReader {
@@ -309,7 +396,7 @@ macro_rules! handle {
         impl Handler<$msg> for ChainsDbActor {
             type Result = Dispatch<$msg>;
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
-                Dispatch { msg, to: self.writer.clone().recipient() }
+                Dispatch::to(msg, &self.writer)
             }
         }
         impl Handler<Job<$msg>> for DbWriter {
@@ -353,10 +440,23 @@ handle!(GetFloor, |db, m| match m.0 {
     Track::L1 => Ok(db.heads()?.finalized.map(|f| f.number)),
     Track::L2(_) => Ok(None),
 });
-handle!(GetSyncStatus, |db, _m| {
-    let chains = db.chains().into_iter().map(|c| Ok((c, db.latest(c)?))).collect::<Result<_, StorageError>>()?;
-    Ok(SyncStatus { l1: db.heads()?, chains })
-});
+// At once from the status the last write published; the readers' path while there is none.
+impl Handler<GetSyncStatus> for ChainsDbActor {
+    type Result = Dispatch<GetSyncStatus>;
+    fn handle(&mut self, msg: GetSyncStatus, _: &mut Context<Self>) -> Self::Result {
+        match self.store.published() {
+            Some(status) => Dispatch(Route::Now(Ok(status))),
+            None => Dispatch::to(msg, &self.readers),
+        }
+    }
+}
+impl Handler<Job<GetSyncStatus>> for DbReader {
+    type Result = ();
+    fn handle(&mut self, job: Job<GetSyncStatus>, _: &mut SyncContext<Self>) {
+        let result = self.read(sync_status);
+        job.answer(result);
+    }
+}
 handle!(GetL1Block, |db, m| db.l1_block(m.0));
 handle!(GetLocalSafe, |db, m| db.latest(m.0));
 handle!(GetDerivedAt, |db, m| db.derived_at(m.chain, m.l1));
@@ -417,23 +517,27 @@ mod tests {
         on_held.recv_timeout(WAIT).expect("the write in progress");
         // Five writes queue behind it, then a query.
         let writes: Vec<_> = (1..=5).map(|i| db.send(NewL1Blocks(l1(i * 10..=i * 10 + 9)))).collect();
-        let status = db.send(GetSyncStatus);
+        let tip = db.send(GetTip(Track::L1));
+        // The sync status does not wait even for the write in progress: the last durable one.
+        let status = db.send(GetSyncStatus).await.expect("mailbox").expect("query");
+        assert_eq!(status.l1.latest.map(|b| b.number), Some(9));
         let deadline = Instant::now() + WAIT;
         while shared.waiting_readers() == 0 {
             assert!(Instant::now() < deadline, "the query never reached a reader");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         release.send(()).expect("test");
-        let status = status.await.expect("mailbox").expect("query");
         // Before the writes, or after the first one if the writer was already waiting for the
         // lock: never after the writes queued behind it.
-        let seen = status.l1.latest.map(|b| b.number);
+        let seen = tip.await.expect("mailbox").expect("query").map(|b| b.number);
         assert!(matches!(seen, Some(9 | 19)), "the query saw {seen:?}");
         for write in writes {
             write.await.expect("mailbox").expect("write");
         }
         holder.join().expect("holder");
         assert_eq!(latest(&db).await, Some(59));
+        let status = db.send(GetSyncStatus).await.expect("mailbox").expect("query");
+        assert_eq!(status.l1.latest.map(|b| b.number), Some(59), "published by the last write");
     }
 
     #[actix::test]
