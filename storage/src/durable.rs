@@ -77,26 +77,58 @@ impl DurableDb {
         }
     }
 
+    /// The open database to read, without trying to reopen a closed one.
+    pub fn get(&self) -> Option<&ChainsDb> {
+        match &self.state {
+            State::Open(db) => Some(db),
+            State::Closed { .. } => None,
+        }
+    }
+
+    /// Runs the query `f` on the open database; [`StorageError::Unavailable`] while closed. It
+    /// neither reopens nor closes (that needs `&mut self`): a reader that shares the database
+    /// ([`crate::SharedDb`]) calls [`Self::reopen_if_due`] first and hands a disk error from `f`
+    /// to [`Self::failed`].
+    pub fn query<T>(&self, f: impl FnOnce(&ChainsDb) -> Result<T>) -> Result<T> {
+        match &self.state {
+            State::Open(db) => f(db),
+            State::Closed { cause, at, .. } => Err(unavailable(cause, *at)),
+        }
+    }
+
+    /// Whether the database is closed and the last attempt to reopen it is [`REOPEN_EVERY`] old.
+    pub fn reopen_due(&self) -> bool {
+        matches!(self.state, State::Closed { last_attempt, .. } if last_attempt.elapsed() >= REOPEN_EVERY)
+    }
+
+    /// Reopens a closed database from disk if [`Self::reopen_due`].
+    pub fn reopen_if_due(&mut self) {
+        if self.reopen_due() {
+            self.reopen();
+        }
+    }
+
+    /// What the caller that met `e` answers: a disk error (`sled::Error::Io`) closes the
+    /// database and is [`StorageError::Unavailable`] (a database already closed stays as it
+    /// is); any other error is returned as it is. Only the disk's errors: sled's own corruption
+    /// detection stays a `Sled` error, which the writers treat as fatal.
+    pub fn failed(&mut self, e: StorageError) -> StorageError {
+        match (e, &self.state) {
+            (StorageError::Sled(e @ sled::Error::Io(_)), State::Open(_)) => self.close(e),
+            (StorageError::Sled(sled::Error::Io(_)), State::Closed { cause, at, .. }) => unavailable(cause, *at),
+            (other, _) => other,
+        }
+    }
+
     fn run_with<T>(&mut self, now: bool, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
         if now || self.reopen_due() {
             self.reopen();
         }
         let result = match &mut self.state {
             State::Open(db) => f(db),
-            State::Closed { cause, at, .. } => {
-                return Err(StorageError::Unavailable { cause: cause.clone(), since: at.elapsed() });
-            }
+            State::Closed { cause, at, .. } => return Err(unavailable(cause, *at)),
         };
-        match result {
-            // Only the disk's errors: sled's own corruption detection stays a `Sled` error,
-            // which the writers treat as fatal.
-            Err(StorageError::Sled(e @ sled::Error::Io(_))) => Err(self.close(e)),
-            other => other,
-        }
-    }
-
-    fn reopen_due(&self) -> bool {
-        matches!(self.state, State::Closed { last_attempt, .. } if last_attempt.elapsed() >= REOPEN_EVERY)
+        result.map_err(|e| self.failed(e))
     }
 
     /// Reopens a closed database from its directory, if it can.
@@ -142,6 +174,11 @@ impl DurableDb {
         self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now, warned: false };
         StorageError::Unavailable { cause, since: Duration::ZERO }
     }
+}
+
+/// The answer while closed by the disk failure `cause` at `at`.
+fn unavailable(cause: &str, at: Instant) -> StorageError {
+    StorageError::Unavailable { cause: cause.to_owned(), since: at.elapsed() }
 }
 
 #[cfg(test)]

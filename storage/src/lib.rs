@@ -8,7 +8,8 @@
 //! [`StorageError`] and writes nothing. The node's safe and finalized heads are stored only as
 //! recorded blocks ([`ChainsDb::set_heads`]), so a node that lies about them cannot poison the
 //! index. [`DurableDb`] closes it at the first disk failure and reopens it from disk, so that
-//! nothing that did not become durable is ever read. [`ChainsDb::check`] re-verifies every invariant by a full scan, and
+//! nothing that did not become durable is ever read; [`SharedDb`] lets many threads read it while one
+//! writes, and keeps every reader to what is durable. [`ChainsDb::check`] re-verifies every invariant by a full scan, and
 //! [`ChainsDb::repair_heads`] repairs heads an earlier build stored unchecked. It also stores what
 //! identifies the chains it was recorded from ([`ChainsDb::identity`]), so that the supervisor can
 //! refuse to serve a datadir against another chain.
@@ -27,6 +28,7 @@ mod error;
 mod heads;
 mod identity;
 mod outage;
+mod shared;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 mod types;
@@ -38,6 +40,7 @@ pub use error::{Result, Side, StorageError};
 pub use heads::{HeadKind, HeadNote, HeadRefusal, HeadRepair};
 pub use identity::{ChainIdentity, FirstBlock, IdentityMigration, IdentityOf, WriteGate};
 pub use outage::{OutageRecord, OutageResult, ReportTx};
+pub use shared::SharedDb;
 pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
 
 /// Size in bytes of one L1 index row (key and value).

@@ -4,6 +4,7 @@
 //! `target/bench-cache/`), tracks 4 L2 chains, and reports:
 //! - catch-up throughput of the release binary in L1 blocks/s, next to the same node's raw rate
 //!   for serving those headers to a plain batched client in the same run, and their ratio;
+//! - `supervisor_syncStatus` latency (p50/p99/max) during the catch-up, polled every 1 ms;
 //! - head-to-commit latency (p50/p99) while following one new block at a time;
 //! - database bytes per derivation row (logical row size, and sled's size on disk per row);
 //! - the supervisor's peak RSS.
@@ -146,6 +147,7 @@ async fn main() -> Result<()> {
     // reading the config, opening the database, the chain-id checks).
     let t = Instant::now();
     let sup = Supervisor::start(&spec).await?;
+    let poller = SyncStatusPoller::start(sup.rpc_url.clone());
     let first: Cell<Option<(Instant, u64)>> = Cell::new(None);
     wait_for("catch-up to the last block", Duration::from_secs(600), Duration::from_millis(1), || async {
         let latest = sup.l1_latest().await?;
@@ -156,6 +158,7 @@ async fn main() -> Result<()> {
     })
     .await?;
     let catch_up = t.elapsed();
+    let status_latencies = poller.stop().await?;
     let rate = (l1_blocks() + 1) as f64 / catch_up.as_secs_f64();
     let (first_at, first_block) = first.get().context("no block seen")?;
     let running_rate = (l1_blocks() - first_block) as f64 / first_at.elapsed().as_secs_f64();
@@ -213,6 +216,13 @@ async fn main() -> Result<()> {
         100.0 * running_rate / raw_rate
     );
     println!(
+        "| `supervisor_syncStatus` latency during the catch-up, p50 / p99 / max ({} calls, one every {} ms) | {} / {:.1} ms |",
+        status_latencies.len(),
+        SyncStatusPoller::EVERY.as_millis(),
+        p50_p99(&status_latencies),
+        status_latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+    println!(
         "| head-to-commit latency, p50 / p99 ({LATENCY_SAMPLES} blocks, poll interval 100 ms, 4 chains) | {} |",
         p50_p99(&latencies)
     );
@@ -237,6 +247,51 @@ async fn main() -> Result<()> {
     println!("| head-to-commit p50 / p99, polling every 100 ms ({LATENCY_SAMPLES} blocks) | {} |", p50_p99(&poll_100));
     println!("| head-to-commit p50 / p99, polling at the default 2 s (30 blocks) | {} |", p50_p99(&poll_default));
     Ok(())
+}
+
+/// Calls `supervisor_syncStatus` every [`Self::EVERY`] on one keep-alive connection, as a
+/// dashboard or a peer would, timing each answer, until stopped. With `L1_FLOW_STATUS_SAMPLES`
+/// set to a path, every latency (µs, sorted) is written there, to pool several runs.
+struct SyncStatusPoller {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<Vec<Duration>>>,
+}
+
+impl SyncStatusPoller {
+    const EVERY: Duration = Duration::from_millis(1);
+
+    fn start(url: String) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let client = RpcClient::with_timeout(url, Duration::from_secs(30))?;
+            let mut latencies = Vec::new();
+            while !*stopped.borrow() {
+                let t = Instant::now();
+                let answer = client.call("supervisor_syncStatus", serde_json::json!([]), None).await?;
+                anyhow::ensure!(answer.is_ok(), "syncStatus failed: {answer:?}");
+                latencies.push(t.elapsed());
+                tokio::select! {
+                    _ = tokio::time::sleep(Self::EVERY) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            latencies.sort();
+            Ok(latencies)
+        });
+        Self { stop, task }
+    }
+
+    /// Every answer's latency, sorted.
+    async fn stop(self) -> Result<Vec<Duration>> {
+        let _ = self.stop.send(true);
+        let latencies = self.task.await??;
+        anyhow::ensure!(!latencies.is_empty(), "no syncStatus answer during the catch-up");
+        if let Ok(path) = std::env::var("L1_FLOW_STATUS_SAMPLES") {
+            let lines: Vec<String> = latencies.iter().map(|d| d.as_micros().to_string()).collect();
+            std::fs::write(path, lines.join("\n") + "\n")?;
+        }
+        Ok(latencies)
+    }
 }
 
 /// Head-to-commit latency of `samples` blocks mined one at a time, from the node's answer to the

@@ -1,11 +1,13 @@
 //! Unit tests for every error case, and property tests: random operation sequences never break
-//! an invariant, a rejected write changes nothing, and close + reopen gives the same state.
-//! In files by subject; this one holds the helpers they share.
+//! an invariant, agree with a reference model of the rules (`model.rs`), a rejected write changes
+//! nothing, and close + reopen gives the same state. In files by subject; this one holds the
+//! helpers they share.
 #![allow(clippy::unwrap_used)]
 
 mod derivation;
 mod heads;
 mod l1;
+mod model;
 mod on_disk;
 mod property;
 
