@@ -200,11 +200,15 @@ fn module(
         tracing::info!(target: "rpc", chain, last_block = outage.last_block.number, nonce = ?outage.nonce, "admin_forceUptimeUpdate: pair pre-positioned");
         Ok::<_, ErrorObjectOwned>(json!(outage))
     })?;
-    m.register_method("supervisor_metrics", |_p, ctx: &Ctx, _| {
+    // A render (the exporter's text, the process metrics read from /proc) takes about a
+    // millisecond: on a blocking thread, so a burst of them never delays the other methods.
+    m.register_blocking_method("supervisor_metrics", |_p, ctx: Arc<Ctx>, _| {
         let snapshot = ctx.metrics.snapshot();
         Ok::<_, ErrorObjectOwned>(json!(snapshot))
     })?;
-    m.register_method("supervisor_metricsText", |_p, ctx: &Ctx, _| Ok::<_, ErrorObjectOwned>(ctx.metrics.render()))?;
+    m.register_blocking_method("supervisor_metricsText", |_p, ctx: Arc<Ctx>, _| {
+        Ok::<_, ErrorObjectOwned>(ctx.metrics.render())
+    })?;
     Ok(m)
 }
 
