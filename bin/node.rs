@@ -207,8 +207,9 @@ impl Node {
             ..WatcherTiming::default()
         };
         // Each flow runs on an arbiter (a thread) of its own, so a long catch-up, a slow node or a
-        // burst of RPC calls in one never delays another: L1, each chain's derivation, each chain's
-        // uptime report, and both servers. The database has its own thread (`ChainsDbActor`).
+        // burst of RPC calls in one does not hold up another's timers and I/O: L1, each chain's
+        // derivation, each chain's uptime report, and both servers. The database has threads of
+        // its own (the writer and readers behind `ChainsDbActor`).
         let mut arbiters = Arbiters::default();
         let l1_arbiter = arbiters.spawn()?;
         let l1_watcher = {
