@@ -112,7 +112,6 @@ fn lateness(log: &str, from: f64, to: f64) -> Result<Vec<Duration>> {
 /// `p50 / p99 / max` in milliseconds.
 pub fn summary(samples: &mut [Duration]) -> Result<String> {
     samples.sort();
-    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
-    let max = samples.last().context("no samples")?.as_secs_f64() * 1000.0;
-    Ok(format!("{:.1} / {:.1} / {:.1} ms (n = {})", at(0.5), at(0.99), max, samples.len()))
+    let ms = |p: f64| crate::harness::percentile(samples, p).map(|d| d.as_secs_f64() * 1000.0).context("no samples");
+    Ok(format!("{:.1} / {:.1} / {:.1} ms (n = {})", ms(0.5)?, ms(0.99)?, ms(1.0)?, samples.len()))
 }

@@ -70,8 +70,7 @@ async fn l1_node() -> Result<Anvil> {
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+    harness::percentile(sorted, p).unwrap_or_default()
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {

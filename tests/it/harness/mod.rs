@@ -50,3 +50,10 @@ pub use proxy::{GARBAGE_BODY, Proxy, ProxyMode, Rewrite, TRUNCATED_BODY, rewrite
 pub use rollup_node::{Derivation, RollupNode};
 pub use rpc::{Block, BlockId, Reorg, RpcClient, RpcError, check_linked, parse_hex_u64, to_hex};
 pub use wait::wait_for;
+
+/// The sample at fraction `p` (0.0..=1.0) of `sorted`, by rounded index; the benchmarks' one
+/// definition of p50 / p99. Empty input has none.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> Option<std::time::Duration> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get((last as f64 * p.clamp(0.0, 1.0)).round() as usize).copied()
+}
