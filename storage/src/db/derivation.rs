@@ -25,16 +25,18 @@ impl ChainsDb {
             self.check_source(source)?;
             match (tip.state.head, tip.last) {
                 (Some(head), Some((last, _))) => {
+                    // The derived block is at the log's last height with another hash.
+                    let conflict = || StorageError::Conflict {
+                        side: Side::L2(chain),
+                        number: derived.number,
+                        stored: last.hash,
+                        incoming: derived.hash,
+                    };
                     let same_source = source.number == head;
                     let same_derived = derived.number == last.number;
                     if same_source && same_derived {
                         if derived.hash != last.hash {
-                            return Err(StorageError::Conflict {
-                                side: Side::L2(chain),
-                                number: derived.number,
-                                stored: last.hash,
-                                incoming: derived.hash,
-                            });
+                            return Err(conflict());
                         }
                         if appended == 0 {
                             continue;
@@ -59,12 +61,7 @@ impl ChainsDb {
                     if same_derived {
                         // L1 advances by one (linked through the index): `NewL1 : ExistingL2`.
                         if derived.hash != last.hash {
-                            return Err(StorageError::Conflict {
-                                side: Side::L2(chain),
-                                number: derived.number,
-                                stored: last.hash,
-                                incoming: derived.hash,
-                            });
+                            return Err(conflict());
                         }
                         tip.state.head = Some(source.number);
                     } else {
