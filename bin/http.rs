@@ -22,7 +22,7 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rollup_supervisor_actors::{
-    chains_db::{ChainsDbActor, messages::GetSyncStatus},
+    chains_db::DbQueries,
     metrics::Metrics,
     uptime::{messages::ProbeSigner, signer_actor::SignerActor},
     watcher::{L1Watcher, messages::GetStatus},
@@ -114,8 +114,8 @@ where
 /// What `/readyz` asks.
 #[derive(Clone, Debug)]
 pub struct Health {
-    /// The database actor (asked for the sync status).
-    pub db: Addr<ChainsDbActor>,
+    /// The database's read side (asked for the sync status).
+    pub db: DbQueries,
     /// The L1 watcher (asked for its last step's result).
     pub l1_watcher: Addr<L1Watcher>,
     /// The signer of every chain with uptime reporting.
@@ -143,7 +143,7 @@ impl Health {
     pub async fn ready(&self) -> (bool, Value) {
         let mut checks = Vec::new();
         let db = async {
-            let status = within("the database", self.db.send(GetSyncStatus)).await?;
+            let status = within("the database", self.db.sync_status()).await?;
             let status = status.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
             Ok(json!({ "l1Latest": status.l1.latest.map(|b| b.number) }))
         };

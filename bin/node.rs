@@ -185,7 +185,7 @@ impl Node {
         };
         let l1_check = config.l1.chain_id.map(|expected| l1_client().map(|rpc| (rpc, expected))).transpose()?;
 
-        let db = ChainsDbActor::start(db, metrics.clone());
+        let (db, queries) = ChainsDbActor::start_with_queries(db, metrics.clone());
         for chain in &config.chains {
             let mode =
                 if rollup_rpcs.contains_key(&chain.chain_id) { ChainMode::Explicit } else { ChainMode::FollowsL1 };
@@ -275,15 +275,15 @@ impl Node {
         }
 
         let health = crate::http::Health {
-            db: db.clone(),
+            db: queries.clone(),
             l1_watcher: l1_watcher.clone(),
             signers: uptime.iter().map(|(id, h)| (*id, h.signer.clone())).collect(),
             max_l1_lag_blocks: config.metrics.ready_max_l1_lag_blocks,
         };
         let servers = {
-            let (db, metrics) = (db.clone(), metrics.clone());
+            let metrics = metrics.clone();
             run_on(&arbiters.spawn()?, move || {
-                let rpc = crate::rpc::serve(rpc_listener, rpc_limits, db, metrics.clone(), uptime, admin)?;
+                let rpc = crate::rpc::serve(rpc_listener, rpc_limits, queries, metrics.clone(), uptime, admin)?;
                 let http = HttpServer::metrics(http_listener, http_limits, metrics, health)?;
                 anyhow::Ok((rpc, http))
             })

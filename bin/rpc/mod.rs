@@ -12,7 +12,7 @@ use jsonrpsee::{
     types::{ErrorObjectOwned, Params},
 };
 use rollup_supervisor_actors::{
-    chains_db::{ChainsDbActor, messages::*},
+    chains_db::{DbQueries, messages::*},
     metrics::Metrics,
     uptime::{
         messages::{ForceUptimeUpdate, GetSignerHealth, GetWatchdogStatus},
@@ -72,7 +72,7 @@ pub struct UptimeHandles {
 }
 
 struct Ctx {
-    db: Addr<ChainsDbActor>,
+    db: DbQueries,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
 }
@@ -122,13 +122,13 @@ fn some_or_not_found(block: Option<BlockRef>, what: impl FnOnce() -> String) -> 
 
 /// Builds the module with every method.
 fn module(
-    db: Addr<ChainsDbActor>,
+    db: DbQueries,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
 ) -> Result<RpcModule<Ctx>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(Ctx { db, metrics, uptime });
     m.register_async_method("supervisor_syncStatus", |_p, ctx: Arc<Ctx>, _| async move {
-        let status = ctx.db.send(GetSyncStatus).await.map_err(mailbox_err)?.map_err(storage_err)?;
+        let status = ctx.db.sync_status().await.map_err(mailbox_err)?.map_err(storage_err)?;
         let chains: serde_json::Map<String, Value> = status
             .chains
             .into_iter()
@@ -243,7 +243,7 @@ impl RpcServer {
 pub fn serve(
     listener: Listener,
     limits: Limits,
-    db: Addr<ChainsDbActor>,
+    db: DbQueries,
     metrics: Metrics,
     uptime: BTreeMap<u64, UptimeHandles>,
     admin: Admin,
@@ -286,7 +286,7 @@ pub fn serve(
 #[cfg(test)]
 pub fn method_names() -> Vec<String> {
     actix::System::new().block_on(async {
-        let db = ChainsDbActor::start(
+        let (_, db) = rollup_supervisor_actors::chains_db::ChainsDbActor::start_with_queries(
             rollup_supervisor_storage::ChainsDb::temporary().expect("temporary db"),
             Metrics::default(),
         );

@@ -24,7 +24,7 @@
 //!    `supervisor_syncStatus` latency; the process must stay alive with `/healthz` 200.
 //!
 //! `--short` (CI): 10 kills, 3 hostile modes, 2 000 fuzz requests. Default: 60 kills, every
-//! mode, 40 000 fuzz requests. Every random choice comes from `--seed` (default fixed), so a
+//! mode, 40 000 fuzz requests. `--only storm|hostile|fuzz` runs one part. Every random choice comes from `--seed` (default fixed), so a
 //! run can be repeated. Exits 1 if any row failed.
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -55,6 +55,8 @@ struct Options {
     fuzz_requests: usize,
     seed: u64,
     modes: Vec<hostile::Mode>,
+    /// The one part to run (`--only`); every part when `None`.
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Options> {
@@ -66,6 +68,7 @@ fn parse_args() -> Result<Options> {
         fuzz_requests: if short { 2_000 } else { 40_000 },
         seed: 0x5eed_2026,
         modes: if short { hostile::Mode::SHORT.to_vec() } else { hostile::Mode::ALL.to_vec() },
+        only: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -79,8 +82,12 @@ fn parse_args() -> Result<Options> {
             "--kills" => opts.kills = usize::try_from(value("--kills")?)?,
             "--fuzz" => opts.fuzz_requests = usize::try_from(value("--fuzz")?)?,
             "--seed" => opts.seed = value("--seed")?,
+            "--only" => match it.next().map(String::as_str) {
+                Some(part @ ("storm" | "hostile" | "fuzz")) => opts.only = Some(part.to_owned()),
+                other => bail!("--only needs storm, hostile or fuzz, not {other:?}"),
+            },
             "--help" | "-h" => {
-                println!("usage: reliability [--short] [--kills N] [--fuzz N] [--seed S]");
+                println!("usage: reliability [--short] [--kills N] [--fuzz N] [--seed S] [--only storm|hostile|fuzz]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -111,24 +118,29 @@ async fn main() {
         opts.seed
     );
     let mut report = Report::default();
+    let runs = |part: &str| opts.only.as_deref().is_none_or(|only| only == part);
 
-    let t = Instant::now();
-    if let Err(e) = storm::run(opts.kills, opts.seed, opts.short, &mut report).await {
-        report.fail("crash storm", "aborted", &format!("{e:#}"));
+    if runs("storm") {
+        let t = Instant::now();
+        if let Err(e) = storm::run(opts.kills, opts.seed, opts.short, &mut report).await {
+            report.fail("crash storm", "aborted", &format!("{e:#}"));
+        }
+        eprintln!("crash storm done in {:.1} s", t.elapsed().as_secs_f64());
     }
-    eprintln!("crash storm done in {:.1} s", t.elapsed().as_secs_f64());
-
-    let t = Instant::now();
-    if let Err(e) = hostile::run(&opts.modes, opts.seed, opts.short, &mut report).await {
-        report.fail("hostile node", "aborted", &format!("{e:#}"));
+    if runs("hostile") {
+        let t = Instant::now();
+        if let Err(e) = hostile::run(&opts.modes, opts.seed, opts.short, &mut report).await {
+            report.fail("hostile node", "aborted", &format!("{e:#}"));
+        }
+        eprintln!("hostile modes done in {:.1} s", t.elapsed().as_secs_f64());
     }
-    eprintln!("hostile modes done in {:.1} s", t.elapsed().as_secs_f64());
-
-    let t = Instant::now();
-    if let Err(e) = fuzz::run(opts.fuzz_requests, opts.seed, &mut report).await {
-        report.fail("fuzz", "aborted", &format!("{e:#}"));
+    if runs("fuzz") {
+        let t = Instant::now();
+        if let Err(e) = fuzz::run(opts.fuzz_requests, opts.seed, &mut report).await {
+            report.fail("fuzz", "aborted", &format!("{e:#}"));
+        }
+        eprintln!("fuzz done in {:.1} s", t.elapsed().as_secs_f64());
     }
-    eprintln!("fuzz done in {:.1} s", t.elapsed().as_secs_f64());
 
     report.add("suite", "wall time", &format!("{:.1} s", started.elapsed().as_secs_f64()), true);
     report.print();

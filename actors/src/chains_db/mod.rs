@@ -16,30 +16,36 @@
 //! - [`GetSyncStatus`], the query the JSON-RPC server and `/readyz` send most, waits for no write
 //!   at all: after every write, still holding the lock, the writer computes the sync status (a
 //!   durable state: the write was flushed, or refused and wrote nothing) and publishes it once
-//!   it lets go; this actor answers from it at once while the database is open. It is a durable
+//!   it lets go; it is answered from that at once while the database is open. It is a durable
 //!   watermark of the only kind that needs no clamping: a whole answer, replaced whole. A write
 //!   that failed with a sled error publishes nothing, and until the next write the query takes
 //!   the readers' path (which answers `Unavailable` while the database is closed).
+//! - [`DbQueries`] is the same read side without this actor: the JSON-RPC server and `/readyz`,
+//!   on an arbiter of their own, send their queries straight to the readers and read the
+//!   published status in place, so that a query does not cross this actor's arbiter on its way
+//!   (a batch of 2 000 `supervisor_syncStatus` calls is 2 000 answers, not 4 000 thread hops).
 //!
 //! Both run on threads of their own, so sled's flushes never block the arbiters that run the
 //! watchers' timers and RPC. The recorded heads are exported after every write; the size on disk
 //! is sampled every [`SIZE_EVERY`] by a reader.
 
 pub mod messages;
+mod workers;
 
-use std::{
-    sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use actix::{
-    Actor, Addr, AsyncContext, Context, Handler, Message, Recipient, SyncArbiter, SyncContext,
+    Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, Recipient, SyncArbiter, SyncContext,
     dev::{MessageResponse, OneshotSender},
 };
-use rollup_supervisor_storage::{ChainsDb, DurableDb, HeadNote, SharedDb, StorageError};
-use tracing::{debug, info, warn};
+use rollup_supervisor_storage::{ChainsDb, DurableDb, SharedDb, StorageError};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
 
-use self::messages::*;
+use self::{
+    messages::*,
+    workers::{DbReader, DbWriter, SampleSize, Store, sync_status},
+};
 use crate::metrics::{self, Metrics};
 
 /// Reader threads: queries run concurrently on this many.
@@ -51,9 +57,8 @@ pub const SIZE_EVERY: Duration = Duration::from_secs(10);
 /// The address of the database: writes and queries, as typed messages ([`messages`]).
 #[derive(Debug)]
 pub struct ChainsDbActor {
-    store: Store,
+    queries: DbQueries,
     writer: Addr<DbWriter>,
-    readers: Addr<DbReader>,
     /// [`SIZE_EVERY`], but in tests.
     size_every: Duration,
 }
@@ -63,11 +68,17 @@ impl ChainsDbActor {
     /// the current arbiter. If a writer or reader ever stops, its arbiter starts a fresh one over
     /// the same database.
     pub fn start(db: ChainsDb, metrics: Metrics) -> Addr<ChainsDbActor> {
+        Self::start_with_queries(db, metrics).0
+    }
+
+    /// [`Self::start`], and the read side as a [`DbQueries`] for callers on other arbiters.
+    pub fn start_with_queries(db: ChainsDb, metrics: Metrics) -> (Addr<ChainsDbActor>, DbQueries) {
         Self::start_shared(Arc::new(SharedDb::new(DurableDb::new(db))), metrics, SIZE_EVERY)
     }
 
-    /// [`Self::start`] over a database already shared, sampling the size every `size_every`.
-    fn start_shared(db: Arc<SharedDb>, metrics: Metrics, size_every: Duration) -> Addr<ChainsDbActor> {
+    /// [`Self::start_with_queries`] over a database already shared, sampling the size every
+    /// `size_every`.
+    fn start_shared(db: Arc<SharedDb>, metrics: Metrics, size_every: Duration) -> (Addr<ChainsDbActor>, DbQueries) {
         let store = Store { db, metrics, status: Arc::default() };
         for head in ["safe", "finalized"] {
             for reason in ["conflict", "regression", "order"] {
@@ -84,7 +95,8 @@ impl ChainsDbActor {
             let store = store.clone();
             SyncArbiter::start(READERS, move || DbReader(store.clone()))
         };
-        ChainsDbActor { store, writer, readers, size_every }.start()
+        let queries = DbQueries { store, readers };
+        (ChainsDbActor { queries: queries.clone(), writer, size_every }.start(), queries)
     }
 }
 
@@ -92,194 +104,46 @@ impl Actor for ChainsDbActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.size_every, |act, _| act.readers.do_send(SampleSize));
+        ctx.run_interval(self.size_every, |act, _| act.queries.readers.do_send(SampleSize));
     }
 }
 
-/// What the writer and the readers share: the database, the metrics, the published status.
+/// The read side of the database, for callers on other arbiters that ask often: every query
+/// goes straight to a reader thread and [`DbQueries::sync_status`] reads the published status in
+/// place, with the answers [`ChainsDbActor`] gives. Cheap to clone.
 #[derive(Clone, Debug)]
-struct Store {
-    db: Arc<SharedDb>,
-    metrics: Metrics,
-    /// The sync status after the last write, published by the writer (`None`: take the
-    /// readers' path).
-    status: Arc<Mutex<Option<SyncStatus>>>,
+pub struct DbQueries {
+    store: Store,
+    readers: Addr<DbReader>,
 }
 
-/// The answer to [`GetSyncStatus`], from the database.
-fn sync_status(db: &ChainsDb) -> Result<SyncStatus, StorageError> {
-    let chains = db.chains().into_iter().map(|c| Ok((c, db.latest(c)?))).collect::<Result<_, StorageError>>()?;
-    Ok(SyncStatus { l1: db.heads()?, chains })
-}
-
-impl Store {
-    /// Publishes the sync status the writer computed after a write (`None`: none to publish),
-    /// and exports the heads it holds.
-    fn publish(&self, status: Option<SyncStatus>) {
-        match &status {
-            Some(status) => self.export_status(status),
-            None => self.export_heads(),
-        }
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+impl DbQueries {
+    /// Runs a query on a reader thread. A `MailboxError` if the readers are gone.
+    pub async fn send<M: Query>(&self, msg: M) -> Result<M::Result, MailboxError> {
+        let (reply, answer) = oneshot::channel();
+        msg.to_readers(self, reply);
+        answer.await.map_err(|_| MailboxError::Closed)
     }
 
-    /// The published sync status, while the database is open.
-    fn published(&self) -> Option<SyncStatus> {
-        let status = self.status.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        status.filter(|_| self.db.is_open())
-    }
-
-    /// Exports whether the database is open, the L1 heads and each chain's derivation head.
-    fn export_status(&self, status: &SyncStatus) {
-        let m = &self.metrics;
-        m.set(&metrics::DB_OPEN, &[], if self.db.is_open() { 1.0 } else { 0.0 });
-        let heads = status.l1;
-        for (label, head) in [("latest", heads.latest), ("safe", heads.safe), ("finalized", heads.finalized)] {
-            m.set(&metrics::L1_HEAD, &[("head", label)], head.map_or(0.0, |b| b.number as f64));
-        }
-        for (chain, latest) in &status.chains {
-            let chain_label = chain.to_string();
-            let labels = [("chain", chain_label.as_str())];
-            m.set(&metrics::DERIVED_L2, &labels, latest.map_or(0.0, |p| p.derived.number as f64));
-            m.set(&metrics::DERIVED_L1, &labels, latest.map_or(0.0, |p| p.source.number as f64));
-        }
-    }
-
-    /// Exports what the database holds: whether it is open, the L1 heads, each chain's
-    /// derivation head.
-    fn export_heads(&self) {
-        let m = &self.metrics;
-        m.set(&metrics::DB_OPEN, &[], if self.db.is_open() { 1.0 } else { 0.0 });
-        self.db.peek(|db| {
-            let Some(db) = db else {
-                return;
-            };
-            if let Ok(heads) = db.heads() {
-                for (label, head) in [("latest", heads.latest), ("safe", heads.safe), ("finalized", heads.finalized)] {
-                    m.set(&metrics::L1_HEAD, &[("head", label)], head.map_or(0.0, |b| b.number as f64));
-                }
-            }
-            for chain in db.chains() {
-                let chain_label = chain.to_string();
-                let labels = [("chain", chain_label.as_str())];
-                if let Ok(latest) = db.latest(chain) {
-                    m.set(&metrics::DERIVED_L2, &labels, latest.map_or(0.0, |p| p.derived.number as f64));
-                    m.set(&metrics::DERIVED_L1, &labels, latest.map_or(0.0, |p| p.source.number as f64));
-                }
-            }
-        });
-    }
-
-    /// Exports the size on disk (and whether the database is open).
-    fn export_size(&self) {
-        self.metrics.set(&metrics::DB_OPEN, &[], if self.db.is_open() { 1.0 } else { 0.0 });
-        if let Some(Ok(size)) = self.db.peek(|db| db.map(ChainsDb::size_on_disk)) {
-            self.metrics.set(&metrics::DB_SIZE, &[], size as f64);
+    /// [`GetSyncStatus`]: the status the last write published, at once; the readers' path while
+    /// there is none or the database is closed.
+    ///
+    /// An answer in place still counts against the task's cooperative budget, as one from a
+    /// channel does: a batch of 2 000 calls then yields its thread every so many calls rather
+    /// than holding it, and every other connection on it, until the batch's last answer.
+    pub async fn sync_status(&self) -> Result<Result<SyncStatus, StorageError>, MailboxError> {
+        tokio::task::coop::consume_budget().await;
+        match self.store.published() {
+            Some(status) => Ok(Ok(status)),
+            None => self.send(GetSyncStatus).await,
         }
     }
 }
 
-/// Runs the writes, one at a time, in the order they arrive.
-#[derive(Debug)]
-struct DbWriter(Store);
-
-impl Actor for DbWriter {
-    type Context = SyncContext<Self>;
-}
-
-impl DbWriter {
-    /// Runs a write: timed, its failure counted, and the recorded heads exported afterwards.
-    /// With `now`, a database closed by a disk failure is reopened first however recently the
-    /// last attempt failed ([`DurableDb::run_now`]).
-    fn write<T>(
-        &self,
-        op: &'static str,
-        now: bool,
-        f: impl FnOnce(&mut ChainsDb) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        let started = Instant::now();
-        let (result, notes, status) = self.0.db.write(|db| {
-            let result = if now { db.run_now(f) } else { db.run(f) };
-            let notes = db.current().map(ChainsDb::take_head_notes).unwrap_or_default();
-            // Under the writer's access, so nothing changes meanwhile; the write is durable, or
-            // was refused and wrote nothing. A sled error may have left anything: publish nothing.
-            let status = match (&result, db.get()) {
-                (Err(StorageError::Sled(_)), _) | (_, None) => None,
-                (_, Some(db)) => sync_status(db).ok(),
-            };
-            (result, notes, status)
-        });
-        let m = &self.0.metrics;
-        m.observe_duration(&metrics::DB_WRITE_LATENCY, &[("op", op)], started.elapsed());
-        m.add(&metrics::DB_ERRORS, &[("op", op)], if result.is_err() { 1.0 } else { 0.0 });
-        self.report_head_notes(notes);
-        self.0.publish(status);
-        result
-    }
-
-    /// Logs what became of the safe and finalized blocks the L1 node named, and counts the ones
-    /// that contradict the index.
-    fn report_head_notes(&self, notes: Vec<HeadNote>) {
-        for note in notes {
-            match note {
-                HeadNote::Stored { head, block } => {
-                    debug!(target: "chains_db", head = head.as_str(), number = block.number, hash = %block.hash, "L1 head recorded");
-                }
-                HeadNote::Held { head, block, latest } => {
-                    debug!(target: "chains_db", head = head.as_str(), number = block.number, hash = %block.hash, ?latest, "L1 head above the index: held until the index reaches it");
-                }
-                HeadNote::Refused { head, block, reason } if reason.contradicts_the_index() => {
-                    self.0
-                        .metrics
-                        .inc(&metrics::L1_HEAD_REJECTED, &[("head", head.as_str()), ("reason", reason.as_str())]);
-                    warn!(
-                        target: "chains_db",
-                        head = head.as_str(),
-                        number = block.number,
-                        hash = %block.hash,
-                        reason = %reason,
-                        "the L1 node named a safe or finalized block that contradicts the L1 index: not stored"
-                    );
-                }
-                HeadNote::Refused { head, block, reason } => {
-                    debug!(target: "chains_db", head = head.as_str(), number = block.number, hash = %block.hash, reason = %reason, "L1 head not stored");
-                }
-            }
-        }
-    }
-}
-
-/// Runs the queries, [`READERS`] at a time.
-#[derive(Debug)]
-struct DbReader(Store);
-
-impl Actor for DbReader {
-    type Context = SyncContext<Self>;
-}
-
-impl DbReader {
-    /// Runs a query. One that closed or reopened the database exports that it did.
-    fn read<T>(&self, f: impl FnOnce(&ChainsDb) -> Result<T, StorageError>) -> Result<T, StorageError> {
-        let was_open = self.0.db.is_open();
-        let result = self.0.db.read(f);
-        let open = self.0.db.is_open();
-        if open != was_open {
-            self.0.metrics.set(&metrics::DB_OPEN, &[], if open { 1.0 } else { 0.0 });
-        }
-        result
-    }
-}
-
-/// Samples the size on disk; sent to the readers every [`SIZE_EVERY`].
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct SampleSize;
-
-impl Handler<SampleSize> for DbReader {
-    type Result = ();
-    fn handle(&mut self, _: SampleSize, _: &mut SyncContext<Self>) {
-        self.0.export_size();
-    }
+/// A query the reader threads answer: every read-only message in [`messages`].
+pub trait Query: Message<Result: Send> + Send + Sized + 'static {
+    /// Hands the query and its reply channel to the readers (a reader answers on `reply`).
+    fn to_readers(self, queries: &DbQueries, reply: OneshotSender<Self::Result>);
 }
 
 /// A message on its way to the writer or a reader, with the sender's reply channel: the worker
@@ -372,9 +236,10 @@ macro_rules! handle {
         impl Handler<$msg> for ChainsDbActor {
             type Result = Dispatch<$msg>;
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
-                Dispatch::to(msg, &self.readers)
+                Dispatch::to(msg, &self.queries.readers)
             }
         }
+        handle!(@query $msg);
         impl Handler<Job<$msg>> for DbReader {
             type Result = ();
             fn handle(&mut self, job: Job<$msg>, _: &mut SyncContext<Self>) {
@@ -383,6 +248,14 @@ macro_rules! handle {
                     self.read(|$db| $body)
                 };
                 job.answer(result);
+            }
+        }
+    };
+    (@query $msg:ty) => {
+        impl Query for $msg {
+            fn to_readers(self, queries: &DbQueries, reply: OneshotSender<Self::Result>) {
+                // As `Dispatch` does: ignoring the mailbox's capacity keeps the order.
+                queries.readers.do_send(Job { msg: self, reply: Some(reply) });
             }
         }
     };
@@ -444,12 +317,13 @@ handle!(GetFloor, |db, m| match m.0 {
 impl Handler<GetSyncStatus> for ChainsDbActor {
     type Result = Dispatch<GetSyncStatus>;
     fn handle(&mut self, msg: GetSyncStatus, _: &mut Context<Self>) -> Self::Result {
-        match self.store.published() {
+        match self.queries.store.published() {
             Some(status) => Dispatch(Route::Now(Ok(status))),
-            None => Dispatch::to(msg, &self.readers),
+            None => Dispatch::to(msg, &self.queries.readers),
         }
     }
 }
+handle!(@query GetSyncStatus);
 impl Handler<Job<GetSyncStatus>> for DbReader {
     type Result = ();
     fn handle(&mut self, job: Job<GetSyncStatus>, _: &mut SyncContext<Self>) {
@@ -477,92 +351,4 @@ handle!(write "put_outage", PutOutage, |db, m| db.put_outage(&m.0));
 handle!(GetLastOutage, |db, m| db.last_outage(m.0));
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-
-    use alloy::primitives::B256;
-    use rollup_supervisor_storage::BlockRef;
-
-    use super::*;
-
-    const WAIT: Duration = Duration::from_secs(10);
-
-    fn l1(numbers: std::ops::RangeInclusive<u64>) -> Vec<BlockRef> {
-        let h = |n: u64| B256::left_padding_from(&n.to_be_bytes());
-        numbers.map(|n| BlockRef { number: n, hash: h(n + 1), parent_hash: h(n), timestamp: n }).collect()
-    }
-
-    async fn latest(db: &Addr<ChainsDbActor>) -> Option<u64> {
-        db.send(GetTip(Track::L1)).await.expect("mailbox").expect("query").map(|b| b.number)
-    }
-
-    #[actix::test]
-    async fn a_query_waits_for_the_write_in_progress_not_for_the_writes_queued_behind_it() {
-        let shared = Arc::new(SharedDb::new(DurableDb::new(ChainsDb::temporary().expect("temporary db"))));
-        let db = ChainsDbActor::start_shared(shared.clone(), Metrics::default(), SIZE_EVERY);
-        db.send(NewL1Blocks(l1(0..=9))).await.expect("mailbox").expect("write");
-
-        // A write in progress for as long as the test wants (a slow flush).
-        let (held, on_held) = mpsc::channel();
-        let (release, on_release) = mpsc::channel::<()>();
-        let holder = {
-            let shared = shared.clone();
-            std::thread::spawn(move || {
-                shared.write(|_| {
-                    held.send(()).expect("test");
-                    on_release.recv().expect("test");
-                })
-            })
-        };
-        on_held.recv_timeout(WAIT).expect("the write in progress");
-        // Five writes queue behind it, then a query.
-        let writes: Vec<_> = (1..=5).map(|i| db.send(NewL1Blocks(l1(i * 10..=i * 10 + 9)))).collect();
-        let tip = db.send(GetTip(Track::L1));
-        // The sync status does not wait even for the write in progress: the last durable one.
-        let status = db.send(GetSyncStatus).await.expect("mailbox").expect("query");
-        assert_eq!(status.l1.latest.map(|b| b.number), Some(9));
-        let deadline = Instant::now() + WAIT;
-        while shared.waiting_readers() == 0 {
-            assert!(Instant::now() < deadline, "the query never reached a reader");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        release.send(()).expect("test");
-        // Before the writes, or after the first one if the writer was already waiting for the
-        // lock: never after the writes queued behind it.
-        let seen = tip.await.expect("mailbox").expect("query").map(|b| b.number);
-        assert!(matches!(seen, Some(9 | 19)), "the query saw {seen:?}");
-        for write in writes {
-            write.await.expect("mailbox").expect("write");
-        }
-        holder.join().expect("holder");
-        assert_eq!(latest(&db).await, Some(59));
-        let status = db.send(GetSyncStatus).await.expect("mailbox").expect("query");
-        assert_eq!(status.l1.latest.map(|b| b.number), Some(59), "published by the last write");
-    }
-
-    #[actix::test]
-    async fn the_size_on_disk_is_sampled_on_a_timer_and_the_heads_after_every_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let metrics = Metrics::default();
-        let shared = Arc::new(SharedDb::new(DurableDb::new(ChainsDb::open(dir.path()).expect("open"))));
-        let every = Duration::from_millis(300);
-        let db = ChainsDbActor::start_shared(shared, metrics.clone(), every);
-        let size = || metrics.get(&metrics::DB_SIZE, &[]);
-        let at_start = size();
-        assert!(at_start > 0.0, "sampled at start");
-        assert_eq!(metrics.get(&metrics::DB_OPEN, &[]), 1.0);
-        let sent = Instant::now();
-        db.send(NewL1Blocks(l1(0..=5000))).await.expect("mailbox").expect("write");
-        assert_eq!(metrics.get(&metrics::L1_HEAD, &[("head", "latest")]), 5000.0, "heads after every write");
-        if sent.elapsed() < every {
-            assert_eq!(size(), at_start, "not sampled after the write");
-        }
-        // The next sample sees the rows.
-        let deadline = Instant::now() + WAIT;
-        while size() == at_start {
-            assert!(Instant::now() < deadline, "the size was never sampled again");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(size() > at_start);
-    }
-}
+mod tests;
