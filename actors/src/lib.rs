@@ -1,8 +1,9 @@
 //! `rollup-supervisor-actors`: the actix actors of rollup-supervisor and the plain logic they
 //! drive.
 //!
-//! - [`chains_db::ChainsDbActor`] owns the database (on its own thread); every write and query
-//!   is a typed message to it ([`chains_db::messages`]).
+//! - [`chains_db::ChainsDbActor`] owns the database (a writer thread and reader threads); every
+//!   write and query is a typed message to it ([`chains_db::messages`]), and
+//!   [`chains_db::DbQueries`] sends the servers' queries straight to the readers.
 //! - [`watcher::L1Watcher`] follows L1 (batched catch-up, reorgs, safe/finalized heads) and
 //!   sends `NewL1Blocks`, `L1Reorg` and `NewL1Heads`.
 //! - [`watcher::L2Watcher`], one per chain, follows the chain's node and sends

@@ -24,8 +24,8 @@
 //!    `supervisor_syncStatus` latency; the process must stay alive with `/healthz` 200.
 //!
 //! `--short` (CI): 10 kills, 3 hostile modes, 2 000 fuzz requests. Default: 60 kills, every
-//! mode, 40 000 fuzz requests. `--only storm|hostile|fuzz` runs one part. Every random choice comes from `--seed` (default fixed), so a
-//! run can be repeated. Exits 1 if any row failed.
+//! mode, 40 000 fuzz requests. `--only storm|hostile|fuzz` runs one part. Every random choice
+//! comes from `--seed` (default fixed), so a run can be repeated. Exits 1 if any row failed.
 #![allow(clippy::unwrap_used, dead_code)]
 
 #[path = "../it/harness/mod.rs"]

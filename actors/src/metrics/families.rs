@@ -104,7 +104,7 @@ families! {
         DERIVED_L1: Kind::Gauge, "derived_from_l1_block_number", ["chain"], "The L1 block the chain's derivation head was derived from.";
         DB_WRITE_LATENCY: Kind::Histogram(SECONDS), "db_write_duration_seconds", ["op"], "Time to check, commit and flush one database write.";
         DB_ERRORS: Kind::Counter, "db_errors_total", ["op"], "Database operations that failed or were refused.";
-        DB_SIZE: Kind::Gauge, "db_size_bytes", [], "Size of the database on disk.";
+        DB_SIZE: Kind::Gauge, "db_size_bytes", [], "Size of the database on disk, sampled every 10 s.";
         DB_OPEN: Kind::Gauge, "db_open", [], "1 while the database is open; 0 after a disk failure (a full disk) closed it, until it is reopened from what is on disk.";
         L2_HEAD_AGE: Kind::Gauge, "l2_head_age_seconds", ["chain"], "Age of the chain's newest block at the watchdog's last check (chains with uptime reporting).";
         SEQUENCER_DOWN: Kind::Gauge, "sequencer_down", ["chain"], "1 while the chain's newest block is older than the threshold.";
