@@ -108,7 +108,8 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             return Ok(());
         }
         let slots = self.cfg.mode.slots();
-        if outage.txs.iter().all(Option::is_none) && outage.signed_fees.is_empty() && self.phase == Phase::Stalled {
+        // Before this outage's first signature (a superseded outage's fees may be carried over).
+        if outage.nonce.is_none() && self.phase == Phase::Stalled {
             let latest = self.latest_round().await?;
             if self.reported_since(latest, outage.down_ts()).await? {
                 info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed already shows this outage: nothing to inject");

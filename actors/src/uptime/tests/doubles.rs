@@ -104,6 +104,10 @@ pub(super) struct World {
     pub pools: Vec<Result<PoolView, PoolError>>,
     /// The hashes each endpoint's pool holds.
     pub pooled: Vec<HashSet<B256>>,
+    /// Each endpoint's pooled transaction of ours per nonce: its hash, max fee and tip. A pool
+    /// replaces it only for a price bump of [`POOL_BUMP_PERCENT`] on both, as geth, reth and
+    /// Besu do (anvil takes +1 wei).
+    pub by_nonce: Vec<HashMap<u64, (B256, u128, u128)>>,
     /// Endpoints that refuse every submission as a transport failure.
     pub refusing: HashSet<usize>,
     /// Scripted answers to the next submissions, one per endpoint asked (else the pools decide).
@@ -139,6 +143,7 @@ impl World {
             reporters: HashMap::new(),
             pools: vec![Ok(PoolView::default()); endpoints],
             pooled: vec![HashSet::new(); endpoints],
+            by_nonce: vec![HashMap::new(); endpoints],
             refusing: HashSet::new(),
             answers: VecDeque::new(),
             signer_down: false,
@@ -314,16 +319,23 @@ impl World {
             .map(|(k, &i)| {
                 if let Some(answer) = scripted.as_ref().and_then(|s| s.get(k)) {
                     if answer.pooled() {
-                        self.pooled[i].insert(hash);
+                        self.pool(i, &tx, hash);
                     }
                     answer.clone()
                 } else if self.refusing.contains(&i) {
                     Submitted::Failed("connection refused".into())
                 } else if mined {
                     Submitted::NonceTooLow
-                } else if !self.pooled[i].insert(hash) {
+                } else if self.pooled[i].contains(&hash) {
                     Submitted::AlreadyKnown
+                } else if self.by_nonce[i].get(&tx.nonce).is_some_and(|&(held, fee, tip)| {
+                    let bumped = |old: u128| old * (100 + POOL_BUMP_PERCENT) / 100;
+                    self.pooled[i].contains(&held)
+                        && (tx.max_fee_per_gas < bumped(fee) || tx.max_priority_fee_per_gas < bumped(tip))
+                }) {
+                    Submitted::Underpriced
                 } else {
+                    self.pool(i, &tx, hash);
                     Submitted::Accepted(hash)
                 }
             })
@@ -331,7 +343,21 @@ impl World {
         self.events.push(Event::Submitted { tx, hash, to: which.to_vec() });
         answers
     }
+
+    /// Endpoint `i` pools `tx` under `hash`, in place of what it held of ours for the nonce.
+    fn pool(&mut self, i: usize, tx: &TxEip1559, hash: B256) {
+        let entry = (hash, tx.max_fee_per_gas, tx.max_priority_fee_per_gas);
+        if let Some((replaced, ..)) = self.by_nonce[i].insert(tx.nonce, entry)
+            && replaced != hash
+        {
+            self.pooled[i].remove(&replaced);
+        }
+        self.pooled[i].insert(hash);
+    }
 }
+
+/// The price bump a production pool demands of a replacement, on the max fee and on the tip.
+pub(super) const POOL_BUMP_PERCENT: u128 = 10;
 
 /// The shared world, as each port sees it.
 pub(super) type Shared = Rc<RefCell<World>>;

@@ -6,7 +6,7 @@ use rollup_supervisor_storage::{OutageRecord, OutageResult};
 
 use super::{
     CAP, Fixture, GWEI, config,
-    doubles::{Event, FEED, LAST, NONCE, SIGNER, World},
+    doubles::{Event, FEED, LAST, Mined, NONCE, SIGNER, World, user_tx},
     status_of,
 };
 use crate::{
@@ -317,4 +317,31 @@ async fn a_node_down_fails_the_check_and_the_next_check_injects() {
     f.w().down = false;
     f.tick().await;
     assert!(f.r().last_record().fully_pooled(2));
+}
+
+#[actix::test]
+async fn a_new_outage_before_the_last_report_landed_is_signed_above_it_and_pooled_at_the_first_check() {
+    let mut f = Fixture::pair(1).await;
+    // The first outage's report, pushed to 96 gwei by a user.
+    f.w().compete(80 * GWEI, 40 * GWEI);
+    f.stall().await;
+    assert!(f.r().last_record().fully_pooled(2));
+    // The sequencer makes one block without the report (the user's transaction only), and
+    // stalls again: the report is still in the pool, at the nonces the next report takes.
+    f.w().compete(0, 0);
+    let block = f.w().mine(vec![Mined::ok(user_tx(1), &[])]);
+    f.resume().await;
+    let last = f.r().block_ref(block);
+    f.injector.on_stalled(last).await.expect("stalled again");
+
+    let w = f.r();
+    let record = w.last_record();
+    assert_eq!(record.down_ts(), last.timestamp, "the new outage");
+    // A production pool replaces the old report only for a 10 % bump on its fees: the first
+    // check's signatures pay it, so the new report is pooled at once, not a check later.
+    assert!(record.fully_pooled(2), "pooled at the first check: {record:?}");
+    let new: Vec<(u64, u128)> = w.signed()[2..].iter().map(|t| (t.nonce, t.max_fee_per_gas)).collect();
+    assert_eq!(new, [(NONCE, replacement(96 * GWEI, 10)), (NONCE + 1, replacement(96 * GWEI, 10))]);
+    let old = &w.journal.iter().rev().find(|r| r.down_ts() == w.down_ts()).expect("the first outage");
+    assert!(matches!(old.result, OutageResult::Failed { .. }), "{:?}", old.result);
 }
