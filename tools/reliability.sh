@@ -13,7 +13,9 @@
 #   tools/reliability.sh
 # Short version, for CI (10 kills, 3 modes, 2 000 fuzz requests; about a minute or two):
 #   tools/reliability.sh --short
-# Other options: --kills N, --fuzz N (requests), --seed S (every random choice derives from it).
+# Other options: --kills N, --fuzz N (requests), --seed S (every random choice derives from it),
+# --only storm|hostile|fuzz (one part). A wait that times out saves the supervisor's threads
+# (gdb, if installed), counters and log to a file that the failing row names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npm ci --prefix tools --no-audit --no-fund --silent >/dev/null

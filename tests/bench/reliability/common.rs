@@ -206,3 +206,49 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// `result`, or its error with what the supervisor was doing when a wait for it failed (saved by
+/// [`diagnose`], the file named in the error).
+pub async fn or_diagnose<T>(sup: &Supervisor, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let file = diagnose(sup, &format!("{e:#}")).await;
+            Err(e.context(format!("the supervisor's threads, counters and log in {file}")))
+        }
+    }
+}
+
+/// What a supervisor was doing, best effort, saved to a file whose path is returned: every
+/// thread's stack (`gdb`, if installed), the node requests and database writes it counted, and
+/// its log's tail.
+async fn diagnose(sup: &Supervisor, what: &str) -> String {
+    let mut out = format!("{what}\n\n");
+    if let Some(pid) = sup.pid() {
+        let stacks = std::process::Command::new("gdb")
+            .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+            .output()
+            .map_or_else(|e| format!("no gdb: {e}"), |o| String::from_utf8_lossy(&o.stdout).into_owned());
+        out += &format!("## threads of {pid}\n{stacks}\n");
+    }
+    if let Ok((_, metrics)) = sup.http_get("/metrics").await {
+        let counted = [
+            "node_rpc_requests_total",
+            "blocks_recorded_total",
+            "db_write_duration_seconds_count",
+            "db_errors_total",
+            "watcher_errors_total",
+        ];
+        out += "## counters\n";
+        for line in metrics.lines().filter(|l| counted.iter().any(|c| l.contains(c)) && !l.starts_with('#')) {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out += &format!("## log tail\n{}\n", tail(&sup.run_log_text(), 200));
+    let path = std::env::temp_dir().join(format!("reliability-hang-{}.txt", sup.pid().unwrap_or(0)));
+    match std::fs::write(&path, out) {
+        Ok(()) => path.display().to_string(),
+        Err(e) => format!("(cannot write {}: {e})", path.display()),
+    }
+}

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
 use crate::{
-    common::{Report, Rng, alive, mib, node_head, peak_rss, tail, wait_caught_up},
+    common::{Report, Rng, alive, mib, node_head, or_diagnose, peak_rss, tail, wait_caught_up},
     harness::{Anvil, AnvilOptions, HostileNode, Proxy, ProxyMode, rewrite_block_tags, to_hex, wait_for},
     supervisor::{Spec, Supervisor, l1_rows},
 };
@@ -177,7 +177,7 @@ async fn run_mode(mode: Mode, anvil: &Anvil, hold: Duration, rng: &mut Rng) -> R
     };
     let mut sup = Supervisor::start(&Spec::new(front.url())).await?;
     let pid = sup.pid().context("no pid")?;
-    wait_caught_up(&sup, anvil, WAIT).await.with_context(|| tail(&sup.run_log_text(), 20))?;
+    or_diagnose(&sup, wait_caught_up(&sup, anvil, WAIT).await).await?;
     let mut out = Outcome { alive_throughout: true, rss_before: peak_rss(pid)?, ..Default::default() };
 
     let rpc_errors = "watcher_errors_total{watcher=\"l1\",kind=\"rpc\"}";

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    common::{Report, Rng, block_ref, node_head, tail, wait_caught_up, wait_derived_head},
+    common::{Report, Rng, block_ref, node_head, or_diagnose, tail, wait_caught_up, wait_derived_head},
     harness::{Anvil, AnvilOptions, RpcClient, consts::L2_CHAIN_ID, wait_for},
     supervisor::{ChainSpec, Spec, Supervisor, l1_rows},
 };
@@ -24,8 +24,11 @@ const WAIT: Duration = Duration::from_secs(120);
 /// Catch-up reads this many blocks per request and write, so that it lasts long enough to be
 /// killed in the middle (at the default 100 it records ~30 000 blocks/s).
 const CATCH_UP_BATCH: u64 = 2;
-/// More L1 blocks are mined during catch-up whenever fewer than this are left to record.
-const CATCH_UP_REFILL_BELOW: u64 = 300;
+/// How far catch-up goes, at most, between a restart and the next kill.
+const CATCH_UP_MAX_ADVANCE: u64 = 400;
+/// More L1 blocks are mined during catch-up whenever fewer than this are left to record: more
+/// than a restart's advance, so that the kill still comes mid catch-up.
+const CATCH_UP_REFILL_BELOW: u64 = 2 * CATCH_UP_MAX_ADVANCE;
 /// One kill in this many happens before the process is ready (the database opening, the
 /// servers binding), at a random moment after the launch.
 const EARLY_EVERY: usize = 5;
@@ -115,12 +118,14 @@ pub async fn run(kills: usize, seed: u64, short: bool, report: &mut Report) -> R
         } else {
             sup.restart(&spec).await?;
             let before = sup.l1_latest().await?.unwrap_or(0);
-            let target = before + rng.range(1, 400);
-            wait_for("catch-up progress before the kill", WAIT, Duration::from_millis(5), || async {
+            // Never past the node's head: nothing is mined meanwhile, so a target beyond it
+            // would never be reached (the restart catches up fast, and it did happen).
+            let target = (before + rng.range(1, CATCH_UP_MAX_ADVANCE)).min(node_head(&l1).await?.0);
+            let progress = wait_for("catch-up progress before the kill", WAIT, Duration::from_millis(5), || async {
                 Ok(sup.l1_latest().await?.filter(|n| *n >= target).map(|_| ()))
             })
-            .await
-            .with_context(|| tail(&sup.run_log_text(), 20))?;
+            .await;
+            or_diagnose(&sup, progress).await?;
             let at = sup.l1_latest().await?.unwrap_or(0);
             if at < node_head(&l1).await?.0 {
                 tally.mid_catch_up += 1;
@@ -141,11 +146,12 @@ pub async fn run(kills: usize, seed: u64, short: bool, report: &mut Report) -> R
             sup.restart(&spec).await?;
             // Caught up with the head of the restart, and following the blocks mined since.
             let (head, _) = node_head(&l1).await?;
-            wait_for("a new block followed before the kill", WAIT, Duration::from_millis(10), || async {
-                Ok(sup.l1_latest().await?.filter(|n| *n > head).map(|_| ()))
-            })
-            .await
-            .with_context(|| tail(&sup.run_log_text(), 20))?;
+            let progress =
+                wait_for("a new block followed before the kill", WAIT, Duration::from_millis(10), || async {
+                    Ok(sup.l1_latest().await?.filter(|n| *n > head).map(|_| ()))
+                })
+                .await;
+            or_diagnose(&sup, progress).await?;
             // The kill's moment within the following, at random.
             tokio::time::sleep(rng.millis(0, 300)).await;
             sup.kill9().await?;
@@ -164,13 +170,13 @@ pub async fn run(kills: usize, seed: u64, short: bool, report: &mut Report) -> R
         let new_blocks = depth + rng.range(0, 3);
         if i % 4 == 3 {
             sup.restart(&spec).await?;
-            wait_caught_up(&sup, &l1, WAIT).await.with_context(|| tail(&sup.run_log_text(), 20))?;
+            or_diagnose(&sup, wait_caught_up(&sup, &l1, WAIT).await).await?;
             sup.kill9().await?;
             l1.reorg(depth, new_blocks).await.context("reorg while down")?;
             tally.reorgs_while_down += 1;
         } else {
             sup.restart(&spec).await?;
-            wait_caught_up(&sup, &l1, WAIT).await.with_context(|| tail(&sup.run_log_text(), 20))?;
+            or_diagnose(&sup, wait_caught_up(&sup, &l1, WAIT).await).await?;
             let client = reorg_client.clone();
             let reorg = tokio::spawn(async move { client.reorg(depth, new_blocks).await });
             // The kill's moment around the reorg (before, during its detection, after), at random.
@@ -188,7 +194,7 @@ pub async fn run(kills: usize, seed: u64, short: bool, report: &mut Report) -> R
 
     // The end: restart, catch up, stop, compare everything.
     sup.restart(&spec).await?;
-    let head = wait_caught_up(&sup, &l1, WAIT).await.with_context(|| tail(&sup.run_log_text(), 30))?;
+    let head = or_diagnose(&sup, wait_caught_up(&sup, &l1, WAIT).await).await?;
     let l2_head = match wait_derived_head(&sup, L2_CHAIN, &l2, Duration::from_secs(60)).await {
         Ok(n) => n,
         Err(e) => {
