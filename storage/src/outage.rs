@@ -85,11 +85,6 @@ pub struct OutageRecord {
 }
 
 impl OutageRecord {
-    /// The highest max fee signed for any slot (0: none).
-    pub fn highest_signed_fee(&self) -> u128 {
-        self.signed_fees.iter().copied().max().unwrap_or(0)
-    }
-
     /// A new record for an outage that began after `last_block`.
     pub fn new(chain: ChainId, last_block: BlockRef) -> Self {
         Self {

@@ -1,7 +1,7 @@
-//! [`ChainsDbActor`]: the one address every writer and reader of the database sends to. It does
-//! no database work itself: it hands each write to the writer thread and each query to the
-//! reader threads, which answer the sender directly, so that a query never waits in a mailbox
-//! behind writes.
+//! [`ChainsDbActor`]: the address the watchers and the uptime actors send every write and query
+//! to, and [`DbQueries`], the read side the servers use without it. The actor does no database
+//! work itself: it hands each write to the writer thread and each query to the reader threads,
+//! which answer the sender directly, so that a query never waits in a mailbox behind writes.
 //!
 //! - Writes go to one `DbWriter` on a [`SyncArbiter`] of one thread, in the order they arrive:
 //!   they stay serialised, each holding the [`SharedDb`] lock exclusively through its apply and
@@ -13,7 +13,7 @@
 //!   lock and not a durable watermark). While the failure has the database closed, a query is
 //!   `StorageError::Unavailable`; one that comes when a reopen is due reopens it from disk.
 //!
-//! - [`GetSyncStatus`], the query the JSON-RPC server and `/readyz` send most, waits for no write
+//! - [`GetSyncStatus`], the query the JSON-RPC server and `/readyz` ask most, waits for no write
 //!   at all: after every write, still holding the lock, the writer computes the sync status (a
 //!   durable state: the write was flushed, or refused and wrote nothing) and publishes it once
 //!   it lets go; it is answered from that at once while the database is open. It is a durable
@@ -35,7 +35,7 @@ mod workers;
 use std::{sync::Arc, time::Duration};
 
 use actix::{
-    Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, Recipient, SyncArbiter, SyncContext,
+    Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, SyncArbiter, SyncContext,
     dev::{MessageResponse, OneshotSender},
 };
 use rollup_supervisor_storage::{ChainsDb, DurableDb, SharedDb, StorageError};
@@ -136,24 +136,27 @@ impl DbQueries {
     /// BENCHMARKS.md, the reliability section.)
     pub async fn sync_status(&self) -> Result<Result<SyncStatus, StorageError>, MailboxError> {
         tokio::task::yield_now().await;
-        match self.store.published() {
-            Some(status) => Ok(Ok(status)),
-            None => self.send(GetSyncStatus).await,
-        }
+        self.send(GetSyncStatus).await
     }
 }
 
-/// A query the reader threads answer: every read-only message in [`messages`].
-pub trait Query: Message<Result: Send> + Send + Sized + 'static {
-    /// Hands the query and its reply channel to the readers (a reader answers on `reply`).
+/// A query the reader threads answer: every read-only message in [`messages`]. Sealed: only
+/// this module implements it.
+pub trait Query: Message<Result: Send> + Send + Sized + 'static + sealed::Sealed {
+    /// Hands the query and its reply channel to the readers (a reader answers on `reply`), or
+    /// answers it at once ([`GetSyncStatus`], while a status is published).
     fn to_readers(self, queries: &DbQueries, reply: OneshotSender<Self::Result>);
+}
+
+mod sealed {
+    pub trait Sealed {}
 }
 
 /// A message on its way to the writer or a reader, with the sender's reply channel: the worker
 /// answers the sender itself (`None`: the sender wanted no answer).
 struct Job<M: Message> {
     msg: M,
-    reply: Option<OneshotSender<M::Result>>,
+    reply: Reply<M>,
 }
 
 impl<M: Message> Message for Job<M> {
@@ -163,52 +166,51 @@ impl<M: Message> Message for Job<M> {
 impl<M: Message> Job<M> {
     /// Sends the answer; a sender that stopped waiting is not an error.
     fn answer(self, result: M::Result) {
-        Self::answer_with(self.reply, result);
-    }
-
-    fn answer_with(reply: Option<OneshotSender<M::Result>>, result: M::Result) {
-        if let Some(reply) = reply {
+        if let Some(reply) = self.reply {
             let _ = reply.send(result);
         }
     }
 }
 
 /// How [`ChainsDbActor`] answers: by handing the message and the sender's reply channel to the
-/// writer or the readers, in arrival order, without waiting for either (or at once, with what it
-/// has). If the worker is gone, the reply channel is dropped and the sender sees a
-/// `MailboxError`, as from a stopped actor.
-pub struct Dispatch<M>(Route<M>)
-where
-    M: Message + Send + 'static,
-    M::Result: Send;
+/// writer, or to the readers as [`DbQueries`] does, in arrival order, without waiting for either.
+/// If the worker is gone, the reply channel is dropped and the sender sees a `MailboxError`, as
+/// from a stopped actor.
+pub struct Dispatch<M: Message>(Box<dyn FnOnce(Reply<M>) + Send>);
 
-enum Route<M>
-where
-    M: Message + Send + 'static,
-    M::Result: Send,
-{
-    To(M, Recipient<Job<M>>),
-    Now(M::Result),
-}
+/// The sender's reply channel (`None`: the sender wanted no answer).
+type Reply<M> = Option<OneshotSender<<M as Message>::Result>>;
 
 impl<M> Dispatch<M>
 where
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    fn to<W>(msg: M, worker: &Addr<W>) -> Self
+    fn to_writer(msg: M, writer: &Addr<DbWriter>) -> Self
     where
-        W: Actor<Context = SyncContext<W>> + Handler<Job<M>>,
+        DbWriter: Handler<Job<M>>,
     {
-        Dispatch(Route::To(msg, worker.clone().recipient()))
+        let writer = writer.clone();
+        // `do_send` ignores the worker's mailbox capacity, so that messages keep their order;
+        // every sender waits for its answer, so the queue holds one message per sender at most.
+        Dispatch(Box::new(move |reply| writer.do_send(Job { msg, reply })))
+    }
+
+    fn query(msg: M, queries: &DbQueries) -> Self
+    where
+        M: Query,
+    {
+        let queries = queries.clone();
+        // A query nobody waits for has nothing to do.
+        Dispatch(Box::new(move |reply| {
+            if let Some(reply) = reply {
+                msg.to_readers(&queries, reply);
+            }
+        }))
     }
 }
 
-impl<M> std::fmt::Debug for Dispatch<M>
-where
-    M: Message + Send + 'static,
-    M::Result: Send,
-{
+impl<M: Message> std::fmt::Debug for Dispatch<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatch").finish_non_exhaustive()
     }
@@ -219,14 +221,8 @@ where
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    fn handle(self, _: &mut Context<ChainsDbActor>, reply: Option<OneshotSender<M::Result>>) {
-        match self.0 {
-            // `do_send` ignores the worker's mailbox capacity, so that messages keep their
-            // order; every sender waits for its answer, so the queue holds one message per
-            // sender at most.
-            Route::To(msg, to) => to.do_send(Job { msg, reply }),
-            Route::Now(result) => Job::<M>::answer_with(reply, result),
-        }
+    fn handle(self, _: &mut Context<ChainsDbActor>, reply: Reply<M>) {
+        (self.0)(reply);
     }
 }
 
@@ -239,10 +235,15 @@ macro_rules! handle {
         impl Handler<$msg> for ChainsDbActor {
             type Result = Dispatch<$msg>;
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
-                Dispatch::to(msg, &self.queries.readers)
+                Dispatch::query(msg, &self.queries)
             }
         }
-        handle!(@query $msg);
+        impl sealed::Sealed for $msg {}
+        impl Query for $msg {
+            fn to_readers(self, queries: &DbQueries, reply: OneshotSender<Self::Result>) {
+                queries.readers.do_send(Job { msg: self, reply: Some(reply) });
+            }
+        }
         impl Handler<Job<$msg>> for DbReader {
             type Result = ();
             fn handle(&mut self, job: Job<$msg>, _: &mut SyncContext<Self>) {
@@ -251,14 +252,6 @@ macro_rules! handle {
                     self.read(|$db| $body)
                 };
                 job.answer(result);
-            }
-        }
-    };
-    (@query $msg:ty) => {
-        impl Query for $msg {
-            fn to_readers(self, queries: &DbQueries, reply: OneshotSender<Self::Result>) {
-                // As `Dispatch` does: ignoring the mailbox's capacity keeps the order.
-                queries.readers.do_send(Job { msg: self, reply: Some(reply) });
             }
         }
     };
@@ -272,7 +265,7 @@ macro_rules! handle {
         impl Handler<$msg> for ChainsDbActor {
             type Result = Dispatch<$msg>;
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
-                Dispatch::to(msg, &self.writer)
+                Dispatch::to_writer(msg, &self.writer)
             }
         }
         impl Handler<Job<$msg>> for DbWriter {
@@ -316,17 +309,24 @@ handle!(GetFloor, |db, m| match m.0 {
     Track::L1 => Ok(db.heads()?.finalized.map(|f| f.number)),
     Track::L2(_) => Ok(None),
 });
-// At once from the status the last write published; the readers' path while there is none.
 impl Handler<GetSyncStatus> for ChainsDbActor {
     type Result = Dispatch<GetSyncStatus>;
     fn handle(&mut self, msg: GetSyncStatus, _: &mut Context<Self>) -> Self::Result {
-        match self.queries.store.published() {
-            Some(status) => Dispatch(Route::Now(Ok(status))),
-            None => Dispatch::to(msg, &self.queries.readers),
+        Dispatch::query(msg, &self.queries)
+    }
+}
+impl sealed::Sealed for GetSyncStatus {}
+// At once from the status the last write published; the readers' path while there is none.
+impl Query for GetSyncStatus {
+    fn to_readers(self, queries: &DbQueries, reply: OneshotSender<Self::Result>) {
+        match queries.store.published() {
+            Some(status) => {
+                let _ = reply.send(Ok(status));
+            }
+            None => queries.readers.do_send(Job { msg: self, reply: Some(reply) }),
         }
     }
 }
-handle!(@query GetSyncStatus);
 impl Handler<Job<GetSyncStatus>> for DbReader {
     type Result = ();
     fn handle(&mut self, job: Job<GetSyncStatus>, _: &mut SyncContext<Self>) {

@@ -170,6 +170,9 @@ pub struct Injector<N = Sequencers, S = Recipient<SignTransaction>, J = Addr<Cha
     pub(super) blocked: Option<String>,
     /// The missing permission last reported (logged once per change).
     pub(super) permission_problem: Option<String>,
+    /// The first nonce and the signed fees of a report superseded before it landed: pools may
+    /// still hold it at the nonces the next report takes, which then signs above it per nonce.
+    pub(super) superseded: Option<(u64, Vec<u128>)>,
 }
 
 impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
@@ -199,6 +202,7 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             balance_read_at: None,
             blocked: None,
             permission_problem: None,
+            superseded: None,
         }
     }
 
@@ -219,8 +223,9 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
                 // The mode changed across the restart: re-sign at the same nonces, above
                 // anything of ours any pool may hold for them.
                 warn!(target: "uptime", chain = self.cfg.chain, was = ?record.reporter, now = ?reporter, "the report mode changed mid-outage: re-signing the report at the same nonces");
+                let highest = record.signed_fees.iter().copied().max().unwrap_or(0);
                 record.txs.clear();
-                record.signed_fees = vec![record.highest_signed_fee(); self.cfg.mode.slots()];
+                record.signed_fees = vec![highest; self.cfg.mode.slots()];
                 record.reporter = reporter;
             }
             self.outage = Some(record);
@@ -235,7 +240,9 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
     /// The outage began after `last_block`.
     pub async fn on_stalled(&mut self, last_block: BlockRef) -> Result<(), InjectError> {
         let same = self.outage.as_ref().is_some_and(|o| o.down_ts() == last_block.timestamp);
-        let mut superseded = None;
+        if !same {
+            self.superseded = None;
+        }
         if !same
             && let Some(old) = self.outage.clone()
             && old.result == OutageResult::Pending
@@ -246,17 +253,12 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             error!(target: "uptime", chain = self.cfg.chain, old_down_ts = old.down_ts(), new_down_ts = last_block.timestamp, "the previous outage's report never landed: superseded by the new outage");
             let reason = "superseded: a new outage began before its report landed".to_owned();
             self.finish(OutageResult::Failed { reason }, None).await?;
-            superseded = Some(old);
+            self.superseded = old.nonce.map(|nonce| (nonce, old.signed_fees));
         }
         self.phase = Phase::Stalled;
         self.retry_sent_at = None;
         if !same {
-            let mut record = OutageRecord::new(self.cfg.chain, last_block);
-            if let Some(old) = superseded.filter(|old| old.nonce.is_some()) {
-                // Pools may still hold its transactions at the nonces this report takes: it is
-                // signed above them, by the bump a production pool demands of a replacement.
-                record.signed_fees = vec![old.highest_signed_fee(); self.cfg.mode.slots()];
-            }
+            let record = OutageRecord::new(self.cfg.chain, last_block);
             self.count(&metrics::OUTAGES);
             self.journal(&record).await?;
             self.outage = Some(record);

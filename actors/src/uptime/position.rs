@@ -108,8 +108,7 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             return Ok(());
         }
         let slots = self.cfg.mode.slots();
-        // Before this outage's first signature (a superseded outage's fees may be carried over).
-        if outage.nonce.is_none() && self.phase == Phase::Stalled {
+        if outage.txs.iter().all(Option::is_none) && outage.signed_fees.is_empty() && self.phase == Phase::Stalled {
             let latest = self.latest_round().await?;
             if self.reported_since(latest, outage.down_ts()).await? {
                 info!(target: "uptime", chain = self.cfg.chain, down_ts = outage.down_ts(), "the feed already shows this outage: nothing to inject");
@@ -131,6 +130,17 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
         }
 
         let mined = self.node.nonce(self.signer_address).await?;
+        if outage.nonce.is_none()
+            && let Some((old_nonce, old_fees)) = self.superseded.take()
+        {
+            // The superseded report may still be pooled at these nonces: a replacement of it
+            // must pay the pools' bump over what it signed for each one.
+            outage.signed_fees = (0..slots as u64)
+                .map(|slot| {
+                    (mined + slot).checked_sub(old_nonce).and_then(|k| old_fees.get(k as usize)).map_or(0, |f| *f)
+                })
+                .collect();
+        }
         let nonce = *outage.nonce.get_or_insert(mined);
         outage.reporter = match self.cfg.mode {
             ReportMode::Reporter(r) => Some(r),
@@ -152,7 +162,8 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
                     // Write-ahead: whatever a pool may hold of ours for this nonce, the next
                     // signature outbids it, even after a crash right after this submission.
                     let before = outage.signed_fees[slot];
-                    outage.signed_fees[slot] = price;
+                    // The highest ever signed: a price held down by the balance lowers nothing.
+                    outage.signed_fees[slot] = before.max(price);
                     self.save(&outage).await?;
                     match self.submit_slot(&mut outage, slot, tx, why).await {
                         Settled::Pooled => repriced |= why == Why::Outbid,

@@ -225,10 +225,18 @@ pub async fn or_diagnose<T>(sup: &Supervisor, result: Result<T>) -> Result<T> {
 async fn diagnose(sup: &Supervisor, what: &str) -> String {
     let mut out = format!("{what}\n\n");
     if let Some(pid) = sup.pid() {
-        let stacks = std::process::Command::new("gdb")
-            .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+        // At most 60 s; gdb says on stderr why it cannot attach (e.g. `kernel.yama.ptrace_scope`).
+        let stacks = tokio::process::Command::new("timeout")
+            .args(["60", "gdb", "-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
             .output()
-            .map_or_else(|e| format!("no gdb: {e}"), |o| String::from_utf8_lossy(&o.stdout).into_owned());
+            .await
+            .map_or_else(
+                |e| format!("cannot run gdb: {e}"),
+                |o| {
+                    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                    format!("{}\n{out}\n{err}", o.status)
+                },
+            );
         out += &format!("## threads of {pid}\n{stacks}\n");
     }
     if let Ok((_, metrics)) = sup.http_get("/metrics").await {

@@ -105,8 +105,8 @@ pub(super) struct World {
     /// The hashes each endpoint's pool holds.
     pub pooled: Vec<HashSet<B256>>,
     /// Each endpoint's pooled transaction of ours per nonce: its hash, max fee and tip. A pool
-    /// replaces it only for a price bump of [`POOL_BUMP_PERCENT`] on both, as geth, reth and
-    /// Besu do (anvil takes +1 wei).
+    /// replaces it only for more than a bump of [`POOL_BUMP_PERCENT`] on both: the strictest of
+    /// geth (at least the bump), reth (above it) and Besu; anvil takes +1 wei.
     pub by_nonce: Vec<HashMap<u64, (B256, u128, u128)>>,
     /// Endpoints that refuse every submission as a transport failure.
     pub refusing: HashSet<usize>,
@@ -331,7 +331,7 @@ impl World {
                 } else if self.by_nonce[i].get(&tx.nonce).is_some_and(|&(held, fee, tip)| {
                     let bumped = |old: u128| old * (100 + POOL_BUMP_PERCENT) / 100;
                     self.pooled[i].contains(&held)
-                        && (tx.max_fee_per_gas < bumped(fee) || tx.max_priority_fee_per_gas < bumped(tip))
+                        && (tx.max_fee_per_gas <= bumped(fee) || tx.max_priority_fee_per_gas <= bumped(tip))
                 }) {
                     Submitted::Underpriced
                 } else {

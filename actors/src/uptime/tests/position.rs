@@ -1,12 +1,12 @@
 //! While the chain is stalled: what the injector signs, at which price, what it journals first,
 //! where it submits, and what it counts.
 
-use alloy::primitives::{TxKind, U256};
+use alloy::primitives::{B256, TxKind, U256};
 use rollup_supervisor_storage::{OutageRecord, OutageResult};
 
 use super::{
     CAP, Fixture, GWEI, config,
-    doubles::{Event, FEED, LAST, Mined, NONCE, SIGNER, World, user_tx},
+    doubles::{Event, FEED, LAST, Mined, NONCE, SIGNER, World, other_signer_tx, user_tx},
     status_of,
 };
 use crate::{
@@ -344,4 +344,35 @@ async fn a_new_outage_before_the_last_report_landed_is_signed_above_it_and_poole
     assert_eq!(new, [(NONCE, replacement(96 * GWEI, 10)), (NONCE + 1, replacement(96 * GWEI, 10))]);
     let old = &w.journal.iter().rev().find(|r| r.down_ts() == w.down_ts()).expect("the first outage");
     assert!(matches!(old.result, OutageResult::Failed { .. }), "{:?}", old.result);
+}
+
+#[actix::test]
+async fn a_superseding_report_pays_the_bump_over_what_was_signed_for_each_nonce_it_takes() {
+    let mut world = World::new(1);
+    // An unfinished outage: its down transaction signed at 50 gwei, its up transaction
+    // refreshed up to 80 gwei, both still pooled.
+    let mut record = OutageRecord::new(10, world.block_ref(LAST));
+    record.nonce = Some(NONCE);
+    record.txs = vec![None, None];
+    record.signed_fees = vec![50 * GWEI, 80 * GWEI];
+    world.journal.push(record);
+    for (slot, fee) in [(0u64, 50 * GWEI), (1, 80 * GWEI)] {
+        let hash = B256::repeat_byte(0x50 + slot as u8);
+        world.pooled[0].insert(hash);
+        world.by_nonce[0].insert(NONCE + slot, (hash, fee, fee));
+    }
+    let mut f = Fixture::start(world, config(ReportMode::Pair)).await;
+    // The sequencer makes one block, with another transaction of the signer at the down nonce,
+    // and stalls again: the new report takes the next nonces, the first still held at 80 gwei.
+    let block = f.w().mine(vec![Mined::ok(other_signer_tx(NONCE), &[])]);
+    let last = f.r().block_ref(block);
+    f.injector.on_stalled(last).await.expect("stalled again");
+
+    let signed: Vec<(u64, u128)> = f.r().signed().iter().map(|t| (t.nonce, t.max_fee_per_gas)).collect();
+    assert_eq!(
+        signed,
+        [(NONCE + 1, replacement(80 * GWEI, 10)), (NONCE + 2, GWEI)],
+        "per nonce, not the highest for all"
+    );
+    assert!(f.r().last_record().fully_pooled(2), "pooled at the first check");
 }
