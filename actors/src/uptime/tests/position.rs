@@ -156,11 +156,7 @@ async fn a_refusal_as_underpriced_is_outbid_next_and_a_refusal_by_every_node_cos
 async fn a_restart_after_signing_resumes_at_the_same_nonces_above_the_journaled_fees() {
     let mut world = World::new(1);
     // Killed after journaling a 50 gwei signature, before any node's answer was journaled.
-    let mut record = OutageRecord::new(10, world.block_ref(LAST));
-    record.nonce = Some(NONCE);
-    record.txs = vec![None, None];
-    record.signed_fees = vec![50 * GWEI, 50 * GWEI];
-    world.journal.push(record);
+    journal_signed_pair(&mut world, [50 * GWEI, 50 * GWEI]);
     let mut f = Fixture::start(world, config(ReportMode::Pair)).await;
     assert_eq!(f.injector.phase, Phase::Confirming, "picked up from the journal");
     f.stall().await;
@@ -351,11 +347,7 @@ async fn a_superseding_report_pays_the_bump_over_what_was_signed_for_each_nonce_
     let mut world = World::new(1);
     // An unfinished outage: its down transaction signed at 50 gwei, its up transaction
     // refreshed up to 80 gwei, both still pooled.
-    let mut record = OutageRecord::new(10, world.block_ref(LAST));
-    record.nonce = Some(NONCE);
-    record.txs = vec![None, None];
-    record.signed_fees = vec![50 * GWEI, 80 * GWEI];
-    world.journal.push(record);
+    journal_signed_pair(&mut world, [50 * GWEI, 80 * GWEI]);
     for (slot, fee) in [(0u64, 50 * GWEI), (1, 80 * GWEI)] {
         let hash = B256::repeat_byte(0x50 + slot as u8);
         world.pooled[0].insert(hash);
@@ -375,4 +367,14 @@ async fn a_superseding_report_pays_the_bump_over_what_was_signed_for_each_nonce_
         "per nonce, not the highest for all"
     );
     assert!(f.r().last_record().fully_pooled(2), "pooled at the first check");
+}
+
+/// Journals an unfinished pair-mode outage after [`LAST`], signed at `fees` from [`NONCE`] on,
+/// with no node's answer journaled.
+fn journal_signed_pair(world: &mut World, fees: [u128; 2]) {
+    let mut record = OutageRecord::new(10, world.block_ref(LAST));
+    record.nonce = Some(NONCE);
+    record.txs = vec![None, None];
+    record.signed_fees = fees.to_vec();
+    world.journal.push(record);
 }
