@@ -10,25 +10,12 @@ use serde_json::{Value, json};
 
 use crate::{
     harness::{Proxy, RpcClient, wait_for},
-    supervisor::{BIN, Supervisor, scraped},
+    supervisor::{BIN, Supervisor, readyz_check, scraped},
     uptime::{Fixture, block_after_gap},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
 const CHAIN: u64 = 901;
-
-/// `/readyz` until its status is `want`; the body.
-async fn wait_ready(sup: &Supervisor, want: u16) -> Result<Value> {
-    wait_for(&format!("/readyz to answer {want}"), WAIT, Duration::from_millis(100), || async {
-        let (status, body) = sup.http_get("/readyz").await?;
-        Ok((status == want).then(|| serde_json::from_str(&body)).transpose()?)
-    })
-    .await
-}
-
-fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
-}
 
 /// Every `rollup_supervisor_*` and `process_*` name in a shipped file, histogram suffixes cut to
 /// the family.
@@ -58,10 +45,10 @@ async fn health_readiness_and_metrics_follow_the_system() -> Result<()> {
 
     let (status, body) = sup.http_get("/healthz").await?;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
-    let ready = wait_ready(&sup, 200).await?;
+    let ready = sup.wait_readyz(200, WAIT, |_| true).await?;
     assert_eq!(ready["ready"], json!(true), "{ready}");
     for name in ["db", "l1", "signer_901"] {
-        assert_eq!(check(&ready, name)["ok"], json!(true), "{name}: {ready}");
+        assert_eq!(readyz_check(&ready, name)["ok"], json!(true), "{name}: {ready}");
     }
 
     // Every family is documented and typed; what the shipped alerts and dashboard name exists.
@@ -100,15 +87,15 @@ async fn health_readiness_and_metrics_follow_the_system() -> Result<()> {
 
     // L1 unreachable: not ready, and the body says which check failed and why.
     proxy.cut();
-    let unready = wait_ready(&sup, 503).await?;
+    let unready = sup.wait_readyz(503, WAIT, |body| readyz_check(body, "l1")["ok"] == json!(false)).await?;
     assert_eq!(unready["ready"], json!(false));
-    assert_eq!(check(&unready, "l1")["ok"], json!(false), "{unready}");
-    assert!(check(&unready, "l1")["error"].as_str().is_some_and(|e| e.contains("unreachable")), "{unready}");
-    assert_eq!(check(&unready, "db")["ok"], json!(true), "{unready}");
+    assert_eq!(readyz_check(&unready, "l1")["ok"], json!(false), "{unready}");
+    assert!(readyz_check(&unready, "l1")["error"].as_str().is_some_and(|e| e.contains("unreachable")), "{unready}");
+    assert_eq!(readyz_check(&unready, "db")["ok"], json!(true), "{unready}");
     let (status, _) = sup.http_get("/healthz").await?;
     assert_eq!(status, 200, "alive while not ready");
     proxy.restore();
-    wait_ready(&sup, 200).await?;
+    sup.wait_readyz(200, WAIT, |_| true).await?;
     Ok(())
 }
 
@@ -117,14 +104,13 @@ async fn a_dead_signer_makes_the_process_unready() -> Result<()> {
     let f = Fixture::new(true).await?;
     f.fund().await?;
     let sup = Supervisor::start(&f.spec()?).await?;
-    wait_ready(&sup, 200).await?;
+    sup.wait_readyz(200, WAIT, |_| true).await?;
     let crate::uptime::Backend::Web3(stand_in) = &f.backend else { anyhow::bail!("web3signer fixture") };
     stand_in.set_mode(rollup_supervisor_signer::test_utils::Mode::Down);
-    let unready = wait_ready(&sup, 503).await?;
-    assert_eq!(check(&unready, "signer_901")["ok"], json!(false), "{unready}");
-    assert_eq!(check(&unready, "l1")["ok"], json!(true), "{unready}");
+    let unready = sup.wait_readyz(503, WAIT, |body| readyz_check(body, "signer_901")["ok"] == json!(false)).await?;
+    assert_eq!(readyz_check(&unready, "l1")["ok"], json!(true), "{unready}");
     stand_in.set_mode(rollup_supervisor_signer::test_utils::Mode::Normal);
-    wait_ready(&sup, 200).await?;
+    sup.wait_readyz(200, WAIT, |_| true).await?;
     Ok(())
 }
 

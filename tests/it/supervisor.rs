@@ -248,6 +248,32 @@ impl Supervisor {
         Ok((reply.status().as_u16(), reply.text().await?))
     }
 
+    /// Polls `/readyz` until it answers `want` with a body that `holds`; that body. Any other
+    /// answer counts as the last error, so a timeout names what `/readyz` said instead.
+    pub async fn wait_readyz(
+        &self,
+        want: u16,
+        timeout: Duration,
+        holds: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let holds = &holds;
+        wait_for(
+            &format!("/readyz to answer {want} with the expected checks"),
+            timeout,
+            Duration::from_millis(100),
+            || async move {
+                let (status, body) = self.http_get("/readyz").await?;
+                let parsed: Value = serde_json::from_str(&body).with_context(|| format!("/readyz body {body:?}"))?;
+                if status == want && holds(&parsed) {
+                    Ok(Some(parsed))
+                } else {
+                    bail!("/readyz answered {status} {body}")
+                }
+            },
+        )
+        .await
+    }
+
     /// One series scraped from `/metrics`, named without the `rollup_supervisor_` prefix and with
     /// its labels as exported (`reorgs_total{watcher="l1"}`); 0 if absent.
     pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
@@ -368,4 +394,9 @@ pub fn l1_rows(dump: &Value) -> anyhow::Result<Vec<(u64, String)>> {
             Ok((hex_u64(b["number"].as_str().context("number")?)?, b["hash"].as_str().context("hash")?.to_owned()))
         })
         .collect()
+}
+
+/// The check named `name` (`"l1"`, `"db"`, `"signer_901"`) in a `/readyz` body; `null` if absent.
+pub fn readyz_check<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
 }
