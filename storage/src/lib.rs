@@ -39,7 +39,7 @@ pub use durable::{DurableDb, REOPEN_EVERY};
 pub use error::{Result, Side, StorageError};
 pub use heads::{HeadKind, HeadNote, HeadRefusal, HeadRepair};
 pub use identity::{ChainIdentity, FirstBlock, IdentityMigration, IdentityOf, WriteGate};
-pub use outage::{OutageRecord, OutageResult, ReportTx};
+pub use outage::{OutageRecord, OutageResult, ReportTx, Superseded};
 pub use shared::SharedDb;
 pub use types::{BlockRef, ChainId, ChainMode, DerivedPair, L1Heads, Recorded};
 

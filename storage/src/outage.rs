@@ -41,6 +41,17 @@ pub struct ReportTx {
     pub up_ts: Option<u64>,
 }
 
+/// The report of an earlier outage that a new outage superseded before it landed: pools may
+/// still hold it at the nonces the new report takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Superseded {
+    /// Nonce of its first transaction.
+    pub nonce: u64,
+    /// The highest max fee it signed for each of its slots, from `nonce` on.
+    pub signed_fees: Vec<u128>,
+}
+
 /// One outage of one chain's sequencer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +75,11 @@ pub struct OutageRecord {
     /// a replacement priced above this replaces it.
     #[serde(default)]
     pub signed_fees: Vec<u128>,
+    /// The superseded report of an earlier outage, until this report's nonces are chosen: its
+    /// first signatures then pay the pools' bump over what that one signed for each nonce
+    /// they share. Journaled with the outage, so a crash or a failed first signature keeps it.
+    #[serde(default)]
+    pub superseded: Option<Superseded>,
     /// The up timestamp: of the pooled up transaction, then of the landed one.
     pub up_ts: Option<u64>,
     /// The hashes of the report as it landed, in block order.
@@ -94,6 +110,7 @@ impl OutageRecord {
             nonce: None,
             txs: Vec::new(),
             signed_fees: Vec::new(),
+            superseded: None,
             up_ts: None,
             landed_txs: Vec::new(),
             included_in: None,

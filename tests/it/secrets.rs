@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     harness::wait_for,
-    supervisor::{BIN, ChainSpec, Spec, Supervisor},
+    supervisor::{BIN, ChainSpec, Spec, Supervisor, readyz_check},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -65,10 +65,6 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_in_l1_l2_and_web3signer_urls_reach_no_log_status_or_readiness_body() -> Result<()> {
     // L1 and the signer are down; the L2 node answers, refusing the key.
@@ -89,18 +85,14 @@ async fn secrets_in_l1_l2_and_web3signer_urls_reach_no_log_status_or_readiness_b
     let mut sup = Supervisor::start(&spec).await?;
 
     // /readyz: not ready, each failing check saying which node and why.
-    let ready = wait_for("/readyz to report the L1 node and the signer", WAIT, Duration::from_millis(200), || async {
-        let (status, body) = sup.http_get("/readyz").await?;
-        let body: Value = serde_json::from_str(&body)?;
-        let failed = |name: &str| check(&body, name)["error"].as_str().is_some_and(|e| !e.is_empty());
-        Ok((status == 503 && failed("l1") && failed(&format!("signer_{CHAIN}"))).then_some(body))
-    })
-    .await?;
+    let failed = |body: &Value, name: &str| readyz_check(body, name)["error"].as_str().is_some_and(|e| !e.is_empty());
+    let ready =
+        sup.wait_readyz(503, WAIT, |body| failed(body, "l1") && failed(body, &format!("signer_{CHAIN}"))).await?;
     let text = ready.to_string();
     assert_no_secret("/readyz", &text);
-    let l1_error = check(&ready, "l1")["error"].as_str().unwrap_or_default();
+    let l1_error = readyz_check(&ready, "l1")["error"].as_str().unwrap_or_default();
     assert!(l1_error.contains(&shown(l1)) && l1_error.to_lowercase().contains("connect"), "{ready}");
-    let signer_error = check(&ready, &format!("signer_{CHAIN}"))["error"].as_str().unwrap_or_default();
+    let signer_error = readyz_check(&ready, &format!("signer_{CHAIN}"))["error"].as_str().unwrap_or_default();
     assert!(signer_error.contains(&shown(signer)) && signer_error.to_lowercase().contains("connect"), "{ready}");
 
     // supervisor_uptimeStatus: the L2 node's refusal, with the node named.

@@ -25,7 +25,7 @@ use tokio::{
 
 use crate::{
     harness::{Anvil, AnvilOptions, Proxy, ProxyMode, RpcClient, consts::ANVIL_DEFAULT_CHAIN_ID, wait_for},
-    supervisor::{BIN, Supervisor, signal},
+    supervisor::{BIN, Supervisor, readyz_check, signal},
     uptime::{Backend, Fixture},
 };
 
@@ -128,10 +128,6 @@ async fn call(addr: SocketAddr, method: &str, params: Value) -> Result<Value> {
     RpcClient::new(format!("http://{addr}"))?.rpc(method, params).await
 }
 
-fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
-}
-
 /// Reads until the server closes the connection (EOF or reset); what it sent first.
 async fn read_to_close(stream: &mut TcpStream) -> String {
     let mut out = Vec::new();
@@ -202,8 +198,8 @@ async fn the_endpoints_come_up_at_once_while_the_l1_node_hangs() -> Result<()> {
         Ok((status == 503).then(|| serde_json::from_str(&body)).transpose()?)
     })
     .await?;
-    assert_eq!(check(&unready, "l1")["ok"], json!(false), "{unready}");
-    assert_eq!(check(&unready, "db")["ok"], json!(true), "{unready}");
+    assert_eq!(readyz_check(&unready, "l1")["ok"], json!(false), "{unready}");
+    assert_eq!(readyz_check(&unready, "db")["ok"], json!(true), "{unready}");
     let readyz = sup.launched.elapsed();
     let status = wait_for("supervisor_syncStatus", left(), Duration::from_millis(10), || async {
         Ok(Some(call(addrs.rpc, "supervisor_syncStatus", json!([])).await?))
@@ -531,10 +527,7 @@ async fn a_slow_readyz_in_flight_at_stop_is_answered() -> Result<()> {
     let f = Fixture::new(true).await?;
     f.fund().await?;
     let mut sup = Supervisor::start(&f.spec()?).await?;
-    wait_for("/readyz 200", WAIT, Duration::from_millis(100), || async {
-        Ok((sup.http_get("/readyz").await?.0 == 200).then_some(()))
-    })
-    .await?;
+    sup.wait_readyz(200, WAIT, |_| true).await?;
     let Backend::Web3(stand_in) = &f.backend else { bail!("web3signer fixture") };
     // The signer probe now takes the signer's whole timeout (1 s): /readyz is that slow.
     stand_in.set_mode(rollup_supervisor_signer::test_utils::Mode::Slow(Duration::from_secs(3)));
@@ -548,7 +541,7 @@ async fn a_slow_readyz_in_flight_at_stop_is_answered() -> Result<()> {
     let status: u16 = answer.split_whitespace().nth(1).context("no status line")?.parse()?;
     let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).context("no body")?)?;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(check(&body, "signer_901")["ok"], json!(false), "{body}");
+    assert_eq!(readyz_check(&body, "signer_901")["ok"], json!(false), "{body}");
     eprintln!("drain: /readyz in flight at SIGTERM answered {status} after {:?}", asked.elapsed());
     Ok(())
 }

@@ -31,7 +31,7 @@ use alloy::{
     consensus::{Signed, TxEip1559},
     primitives::{Address, B256},
 };
-use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord, OutageResult};
+use rollup_supervisor_storage::{BlockRef, ChainId, OutageRecord, OutageResult, Superseded};
 use tracing::{error, info, warn};
 
 use super::{
@@ -170,9 +170,6 @@ pub struct Injector<N = Sequencers, S = Recipient<SignTransaction>, J = Addr<Cha
     pub(super) blocked: Option<String>,
     /// The missing permission last reported (logged once per change).
     pub(super) permission_problem: Option<String>,
-    /// The first nonce and the signed fees of a report superseded before it landed: pools may
-    /// still hold it at the nonces the next report takes, which then signs above it per nonce.
-    pub(super) superseded: Option<(u64, Vec<u128>)>,
 }
 
 impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
@@ -202,7 +199,6 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             balance_read_at: None,
             blocked: None,
             permission_problem: None,
-            superseded: None,
         }
     }
 
@@ -240,9 +236,7 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
     /// The outage began after `last_block`.
     pub async fn on_stalled(&mut self, last_block: BlockRef) -> Result<(), InjectError> {
         let same = self.outage.as_ref().is_some_and(|o| o.down_ts() == last_block.timestamp);
-        if !same {
-            self.superseded = None;
-        }
+        let mut superseded = None;
         if !same
             && let Some(old) = self.outage.clone()
             && old.result == OutageResult::Pending
@@ -253,12 +247,18 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             error!(target: "uptime", chain = self.cfg.chain, old_down_ts = old.down_ts(), new_down_ts = last_block.timestamp, "the previous outage's report never landed: superseded by the new outage");
             let reason = "superseded: a new outage began before its report landed".to_owned();
             self.finish(OutageResult::Failed { reason }, None).await?;
-            self.superseded = old.nonce.map(|nonce| (nonce, old.signed_fees));
+            // What pools may hold at the nonces this report takes: the old report's signatures,
+            // or, if it never chose nonces, what it had itself superseded.
+            superseded = match old.nonce {
+                Some(nonce) => Some(Superseded { nonce, signed_fees: old.signed_fees }),
+                None => old.superseded,
+            };
         }
         self.phase = Phase::Stalled;
         self.retry_sent_at = None;
         if !same {
-            let record = OutageRecord::new(self.cfg.chain, last_block);
+            let mut record = OutageRecord::new(self.cfg.chain, last_block);
+            record.superseded = superseded;
             self.count(&metrics::OUTAGES);
             self.journal(&record).await?;
             self.outage = Some(record);

@@ -131,13 +131,17 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
 
         let mined = self.node.nonce(self.signer_address).await?;
         if outage.nonce.is_none()
-            && let Some((old_nonce, old_fees)) = self.superseded.take()
+            && let Some(old) = outage.superseded.take()
         {
             // The superseded report may still be pooled at these nonces: a replacement of it
-            // must pay the pools' bump over what it signed for each one.
+            // must pay the pools' bump over what it signed for each one. (Journaled with the
+            // first signature; until then the journal still holds `superseded`.)
             outage.signed_fees = (0..slots as u64)
                 .map(|slot| {
-                    (mined + slot).checked_sub(old_nonce).and_then(|k| old_fees.get(k as usize)).map_or(0, |f| *f)
+                    (mined + slot)
+                        .checked_sub(old.nonce)
+                        .and_then(|k| old.signed_fees.get(k as usize))
+                        .map_or(0, |f| *f)
                 })
                 .collect();
         }

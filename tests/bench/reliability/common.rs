@@ -194,15 +194,6 @@ pub fn block_ref(v: &Value) -> Result<(u64, String)> {
     Ok((hex_u64(v["number"].as_str().context("number")?)?, v["hash"].as_str().context("hash")?.to_owned()))
 }
 
-/// Percentile `p` (0..=100) of sorted samples.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64)).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }

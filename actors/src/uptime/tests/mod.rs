@@ -54,15 +54,27 @@ struct Fixture {
     world: Shared,
     injector: TestInjector,
     metrics: Metrics,
+    cfg: InjectorConfig,
 }
 
 impl Fixture {
     /// A started injector over `world`.
     async fn start(world: World, cfg: InjectorConfig) -> Self {
-        let world = Rc::new(RefCell::new(world));
+        Self::started(Rc::new(RefCell::new(world)), cfg).await
+    }
+
+    /// The process restarted (after a crash): a new injector, with the same configuration,
+    /// over the same world and journal, started.
+    async fn restart(self) -> Self {
+        let Self { world, injector, metrics: _, cfg } = self;
+        drop(injector);
+        Self::started(world, cfg).await
+    }
+
+    async fn started(world: Shared, cfg: InjectorConfig) -> Self {
         let metrics = Metrics::default();
         let mut injector = Injector::new(
-            cfg,
+            cfg.clone(),
             FakeNode::new(&world),
             FakeSigner(world.clone()),
             SIGNER,
@@ -70,7 +82,7 @@ impl Fixture {
             metrics.clone(),
         );
         injector.start().await.expect("start");
-        Self { world, injector, metrics }
+        Self { world, injector, metrics, cfg }
     }
 
     /// A started pair-mode injector with `endpoints` endpoints.

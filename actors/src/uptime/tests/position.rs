@@ -2,7 +2,7 @@
 //! where it submits, and what it counts.
 
 use alloy::primitives::{B256, TxKind, U256};
-use rollup_supervisor_storage::{OutageRecord, OutageResult};
+use rollup_supervisor_storage::{BlockRef, OutageRecord, OutageResult};
 
 use super::{
     CAP, Fixture, GWEI, config,
@@ -340,6 +340,51 @@ async fn a_new_outage_before_the_last_report_landed_is_signed_above_it_and_poole
     assert_eq!(new, [(NONCE, replacement(96 * GWEI, 10)), (NONCE + 1, replacement(96 * GWEI, 10))]);
     let old = &w.journal.iter().rev().find(|r| r.down_ts() == w.down_ts()).expect("the first outage");
     assert!(matches!(old.result, OutageResult::Failed { .. }), "{:?}", old.result);
+}
+
+/// The first outage's report, pushed to 96 gwei by a user, is still pooled when the sequencer
+/// makes one block without it and stalls again; the new report's first signature fails (the
+/// signer is down, then back). The new outage's last block.
+async fn superseded_while_the_signer_is_down(f: &mut Fixture) -> BlockRef {
+    f.w().compete(80 * GWEI, 40 * GWEI);
+    f.stall().await;
+    assert!(f.r().last_record().fully_pooled(2));
+    f.w().compete(0, 0);
+    let block = f.w().mine(vec![Mined::ok(user_tx(1), &[])]);
+    f.resume().await;
+    let last = f.r().block_ref(block);
+    f.w().signer_down = true;
+    f.injector.on_stalled(last).await.expect_err("the signer is down");
+    f.w().signer_down = false;
+    assert!(f.r().last_record().superseded.is_some(), "the superseded report is journaled with the outage");
+    last
+}
+
+/// The new report was signed, once, above the superseded one at both nonces, and is pooled.
+fn assert_signed_above_the_superseded(f: &Fixture) {
+    let w = f.r();
+    let new: Vec<(u64, u128)> = w.signed()[2..].iter().map(|t| (t.nonce, t.max_fee_per_gas)).collect();
+    assert_eq!(new, [(NONCE, replacement(96 * GWEI, 10)), (NONCE + 1, replacement(96 * GWEI, 10))]);
+    let record = w.last_record();
+    assert!(record.fully_pooled(2), "pooled at the first check that signs: {record:?}");
+    assert_eq!(record.superseded, None, "taken into the signed fees");
+}
+
+#[actix::test]
+async fn a_superseding_report_whose_first_signature_failed_still_signs_above_the_old_one() {
+    let mut f = Fixture::pair(1).await;
+    superseded_while_the_signer_is_down(&mut f).await;
+    f.tick().await;
+    assert_signed_above_the_superseded(&f);
+}
+
+#[actix::test]
+async fn a_restart_before_a_superseding_report_is_signed_still_signs_above_the_old_one() {
+    let mut f = Fixture::pair(1).await;
+    let last = superseded_while_the_signer_is_down(&mut f).await;
+    let mut f = f.restart().await;
+    f.injector.on_stalled(last).await.expect("still stalled after the restart");
+    assert_signed_above_the_superseded(&f);
 }
 
 #[actix::test]
