@@ -3,7 +3,9 @@
 //! sled applies a write in memory before it flushes it. When the flush fails (a full disk), the
 //! write stays visible in memory although the disk never got it, and sled refuses every later
 //! write with the same error for as long as the process keeps it open, even once space returns.
-//! So the first disk error closes the database: the value is dropped, every call meanwhile is
+//! So the first disk error closes the database (as does any other error sled reports, a
+//! corruption or a bug of its own: its memory is then no guide to the disk either): the value
+//! is dropped, every call meanwhile is
 //! [`StorageError::Unavailable`], and the first call at least [`REOPEN_EVERY`] later reopens it
 //! from its directory, which holds exactly what became durable (sled recovers a transaction
 //! whole or not at all). What the process had not made durable is forgotten; the writers reload
@@ -52,8 +54,8 @@ impl DurableDb {
     }
 
     /// Runs `f` on the database, reopening it first if a disk failure closed it (at most once
-    /// per [`REOPEN_EVERY`]). A disk error (`sled::Error::Io`) from `f` closes it; the caller gets
-    /// [`StorageError::Unavailable`].
+    /// per [`REOPEN_EVERY`]). A sled error from `f` (a disk error, or any other) closes it; the
+    /// caller gets [`StorageError::Unavailable`].
     pub fn run<T>(&mut self, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
         self.run_with(false, f)
     }
@@ -87,7 +89,7 @@ impl DurableDb {
 
     /// Runs the query `f` on the open database; [`StorageError::Unavailable`] while closed. It
     /// neither reopens nor closes (that needs `&mut self`): a reader that shares the database
-    /// ([`crate::SharedDb`]) calls [`Self::reopen_if_due`] first and hands a disk error from `f`
+    /// ([`crate::SharedDb`]) calls [`Self::reopen_if_due`] first and hands a sled error from `f`
     /// to [`Self::failed`].
     pub fn query<T>(&self, f: impl FnOnce(&ChainsDb) -> Result<T>) -> Result<T> {
         match &self.state {
@@ -108,14 +110,16 @@ impl DurableDb {
         }
     }
 
-    /// What the caller that met `e` answers: a disk error (`sled::Error::Io`) closes the
-    /// database and is [`StorageError::Unavailable`] (a database already closed stays as it
-    /// is); any other error is returned as it is. Only the disk's errors: sled's own corruption
-    /// detection stays a `Sled` error, which the writers treat as fatal.
+    /// What the caller that met `e` answers: a sled error closes the database and is
+    /// [`StorageError::Unavailable`] (a database already closed stays as it is). A disk error
+    /// is the usual one; sled's other errors (it found corruption, or a bug of its own) leave
+    /// its memory as far from the disk, and the reopen either recovers what is durable or keeps
+    /// the database closed, saying why. Our own errors (a refused or undecodable row) are
+    /// returned as they are.
     pub fn failed(&mut self, e: StorageError) -> StorageError {
         match (e, &self.state) {
-            (StorageError::Sled(e @ sled::Error::Io(_)), State::Open(_)) => self.close(e),
-            (StorageError::Sled(sled::Error::Io(_)), State::Closed { cause, at, .. }) => unavailable(cause, *at),
+            (StorageError::Sled(e), State::Open(_)) => self.close(e),
+            (StorageError::Sled(_), State::Closed { cause, at, .. }) => unavailable(cause, *at),
             (other, _) => other,
         }
     }
@@ -159,16 +163,26 @@ impl DurableDb {
         }
     }
 
-    /// Drops the database after a disk failure; the error for the call that met it.
+    /// Drops the database after a sled error; the error for the call that met it.
     fn close(&mut self, e: sled::Error) -> StorageError {
         let cause = e.to_string();
-        error!(
-            target: "storage",
-            path = ?self.path,
-            %cause,
-            reopen_every = ?REOPEN_EVERY,
-            "the disk failed: closed the database so that nothing it had not made durable is served; reopening it from disk until the disk accepts writes"
-        );
+        if matches!(e, sled::Error::Io(_)) {
+            error!(
+                target: "storage",
+                path = ?self.path,
+                %cause,
+                reopen_every = ?REOPEN_EVERY,
+                "the disk failed: closed the database so that nothing it had not made durable is served; reopening it from disk until the disk accepts writes"
+            );
+        } else {
+            error!(
+                target: "storage",
+                path = ?self.path,
+                %cause,
+                reopen_every = ?REOPEN_EVERY,
+                "sled failed: closed the database so that nothing it had not made durable is served; reopening it from disk"
+            );
+        }
         // Dropping it releases sled's lock on the directory, so that it can be reopened.
         let now = Instant::now();
         self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now, warned: false };
@@ -207,6 +221,26 @@ mod tests {
         assert!(durable.current().unwrap().write_gate().is_closed());
         gate.open();
         assert!(!durable.current().unwrap().write_gate().is_closed());
+    }
+
+    #[test]
+    fn any_sled_error_closes_the_database_and_it_reopens_with_what_was_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = DurableDb::new(ChainsDb::open(dir.path()).unwrap());
+        let block = |n: u64| {
+            let h = |n: u64| alloy::primitives::B256::left_padding_from(&n.to_be_bytes());
+            crate::BlockRef { number: n, hash: h(n + 1), parent_hash: h(n), timestamp: n }
+        };
+        durable.run(|db| db.record_new_l1(block(0))).unwrap();
+        // sled reports a bug of its own (as a flush could) instead of a disk error.
+        let err = durable.run(|_| Err::<(), _>(sled::Error::ReportableBug("a flush that went wrong".into()).into()));
+        assert!(matches!(err, Err(StorageError::Unavailable { .. })), "{err:?}");
+        assert!(!durable.is_open());
+        // Reopened from disk; our own errors leave it open.
+        durable.run_now(|db| db.flush()).unwrap();
+        let refused = durable.run(|_| Err::<(), _>(StorageError::NoL1));
+        assert!(matches!(refused, Err(StorageError::NoL1)) && durable.is_open(), "{refused:?}");
+        assert_eq!(durable.run(|db| db.latest_l1()).unwrap(), Some(block(0)), "what was durable");
     }
 
     #[test]

@@ -119,11 +119,8 @@ impl DbWriter {
             let result = if now { db.run_now(f) } else { db.run(f) };
             let notes = db.current().map(ChainsDb::take_head_notes).unwrap_or_default();
             // Under the writer's access, so nothing changes meanwhile; the write is durable, or
-            // was refused and wrote nothing. A sled error may have left anything: publish nothing.
-            let status = match (&result, db.get()) {
-                (Err(StorageError::Sled(_)), _) | (_, None) => None,
-                (_, Some(db)) => sync_status(db).ok(),
-            };
+            // was refused and wrote nothing, or met a sled error, which closed the database.
+            let status = db.get().and_then(|db| sync_status(db).ok());
             (result, notes, status)
         });
         let m = &self.0.metrics;
