@@ -39,7 +39,7 @@ async fn health_readiness_and_metrics_follow_the_system() -> Result<()> {
     let f = Fixture::new(false).await?;
     f.fund().await?;
     let proxy = Proxy::start(f.l1.addr()).await?;
-    let mut spec = f.spec()?;
+    let mut spec = f.quiet_spec()?;
     spec.l1_url = proxy.url();
     let sup = Supervisor::start(&spec).await?;
 
@@ -103,7 +103,7 @@ async fn health_readiness_and_metrics_follow_the_system() -> Result<()> {
 async fn a_dead_signer_makes_the_process_unready() -> Result<()> {
     let f = Fixture::new(true).await?;
     f.fund().await?;
-    let sup = Supervisor::start(&f.spec()?).await?;
+    let sup = Supervisor::start(&f.quiet_spec()?).await?;
     sup.wait_readyz(200, WAIT, |_| true).await?;
     let crate::uptime::Backend::Web3(stand_in) = &f.backend else { anyhow::bail!("web3signer fixture") };
     stand_in.set_mode(rollup_supervisor_signer::test_utils::Mode::Down);
@@ -130,13 +130,8 @@ async fn admin_override_needs_a_valid_token_and_reports_the_outage_once() -> Res
     let f = Fixture::new(false).await?;
     f.fund().await?;
     let (last, _) = f.stop_sequencer().await?;
-    let mut spec = f.spec()?;
     // The chain is healthy as far as the watchdog knows: only the operator says otherwise.
-    // (A pair-mode outage must outlast the threshold: the refresh schedule is sized for a day.)
-    spec.chains[0].extra = spec.chains[0]
-        .extra
-        .replace("max_block_age_secs = 3", "max_block_age_secs = 3600")
-        .replace("max_outage_secs = 1800", "max_outage_secs = 86400");
+    let mut spec = f.quiet_spec()?;
 
     // Without a secret the admin methods are off.
     let mut sup = Supervisor::start(&spec).await?;

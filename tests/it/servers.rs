@@ -31,7 +31,8 @@ use crate::{
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How soon after launch every endpoint must answer, whatever the L1 node does.
-const UP_WITHIN: Duration = Duration::from_secs(2);
+/// (Well under the L1 request timeout, 10 s, that a start waiting for the node would take.)
+const UP_WITHIN: Duration = Duration::from_secs(5);
 
 /// The binary, launched with a configuration of our own.
 struct Launched {
@@ -307,11 +308,13 @@ async fn slowloris(mut stream: TcpStream, opened: Instant, slow: Slow, give_up: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_clients_are_closed_after_the_header_timeout_while_others_are_served() -> Result<()> {
     let anvil = Anvil::spawn(AnvilOptions::default()).await?;
-    let limits = "max_connections = 64\nheader_read_timeout_ms = 1000";
+    // 3 s: opening the 48 slow connections and serving the ordinary requests must fit in it on
+    // a loaded machine (every slow connection must still be open when they are answered).
+    let limits = "max_connections = 64\nheader_read_timeout_ms = 3000";
     let mut sup = Launched::launch(&anvil.url(), "", limits, limits)?;
     let addrs = sup.addrs(WAIT).await?;
-    let timeout = Duration::from_millis(1000);
-    let give_up = Duration::from_secs(8);
+    let timeout = Duration::from_millis(3000);
+    let give_up = Duration::from_secs(15);
 
     let mut opened = Vec::new();
     for (server, addr) in [("rpc", addrs.rpc), ("metrics", addrs.metrics)] {
@@ -526,7 +529,7 @@ async fn a_json_rpc_request_in_flight_at_stop_is_answered_and_new_connections_ar
 async fn a_slow_readyz_in_flight_at_stop_is_answered() -> Result<()> {
     let f = Fixture::new(true).await?;
     f.fund().await?;
-    let mut sup = Supervisor::start(&f.spec()?).await?;
+    let mut sup = Supervisor::start(&f.quiet_spec()?).await?;
     sup.wait_readyz(200, WAIT, |_| true).await?;
     let Backend::Web3(stand_in) = &f.backend else { bail!("web3signer fixture") };
     // The signer probe now takes the signer's whole timeout (1 s): /readyz is that slow.

@@ -41,8 +41,11 @@ pub fn rewrite_block_tags(tags: &[&str], answer: impl Fn(&str, &Value) -> Value 
     })
 }
 
-/// What the proxy does with connections. Switching modes drops (RST) every connection opened
-/// in another mode, so pooled keep-alive connections cannot bypass the new mode.
+/// What the proxy does with connections. A switch resets every upstream connection; a client's
+/// connection goes on in the new mode (so a pooled keep-alive connection cannot bypass it),
+/// except that a switch to `Cut` or back to `Forward` resets it (see [`handle`]). A request in
+/// flight at the switch can go unanswered (the client times out) or get a garbled answer: a
+/// test waits for the state the new mode leads to, never for the first one after the switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyMode {
     /// Forward bytes both ways to the target.
