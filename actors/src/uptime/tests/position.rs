@@ -315,44 +315,38 @@ async fn a_node_down_fails_the_check_and_the_next_check_injects() {
     assert!(f.r().last_record().fully_pooled(2));
 }
 
-#[actix::test]
-async fn a_new_outage_before_the_last_report_landed_is_signed_above_it_and_pooled_at_the_first_check() {
-    let mut f = Fixture::pair(1).await;
-    // The first outage's report, pushed to 96 gwei by a user.
+/// The first outage's report, pushed to 96 gwei by a user, is pooled; the sequencer makes one
+/// block without it (the user's transaction only): the report is still in the pool, at the
+/// nonces the next report takes. The new last block, for the next stall.
+async fn a_superseded_report_still_pooled(f: &mut Fixture) -> BlockRef {
     f.w().compete(80 * GWEI, 40 * GWEI);
     f.stall().await;
     assert!(f.r().last_record().fully_pooled(2));
-    // The sequencer makes one block without the report (the user's transaction only), and
-    // stalls again: the report is still in the pool, at the nonces the next report takes.
     f.w().compete(0, 0);
     let block = f.w().mine(vec![Mined::ok(user_tx(1), &[])]);
     f.resume().await;
-    let last = f.r().block_ref(block);
+    f.r().block_ref(block)
+}
+
+#[actix::test]
+async fn a_new_outage_before_the_last_report_landed_is_signed_above_it_and_pooled_at_the_first_check() {
+    let mut f = Fixture::pair(1).await;
+    let last = a_superseded_report_still_pooled(&mut f).await;
     f.injector.on_stalled(last).await.expect("stalled again");
 
-    let w = f.r();
-    let record = w.last_record();
-    assert_eq!(record.down_ts(), last.timestamp, "the new outage");
+    assert_eq!(f.r().last_record().down_ts(), last.timestamp, "the new outage");
     // A production pool replaces the old report only for a 10 % bump on its fees: the first
     // check's signatures pay it, so the new report is pooled at once, not a check later.
-    assert!(record.fully_pooled(2), "pooled at the first check: {record:?}");
-    let new: Vec<(u64, u128)> = w.signed()[2..].iter().map(|t| (t.nonce, t.max_fee_per_gas)).collect();
-    assert_eq!(new, [(NONCE, replacement(96 * GWEI, 10)), (NONCE + 1, replacement(96 * GWEI, 10))]);
+    assert_signed_above_the_superseded(&f);
+    let w = f.r();
     let old = &w.journal.iter().rev().find(|r| r.down_ts() == w.down_ts()).expect("the first outage");
     assert!(matches!(old.result, OutageResult::Failed { .. }), "{:?}", old.result);
 }
 
-/// The first outage's report, pushed to 96 gwei by a user, is still pooled when the sequencer
-/// makes one block without it and stalls again; the new report's first signature fails (the
+/// [`a_superseded_report_still_pooled`], and the new report's first signature fails (the
 /// signer is down, then back). The new outage's last block.
 async fn superseded_while_the_signer_is_down(f: &mut Fixture) -> BlockRef {
-    f.w().compete(80 * GWEI, 40 * GWEI);
-    f.stall().await;
-    assert!(f.r().last_record().fully_pooled(2));
-    f.w().compete(0, 0);
-    let block = f.w().mine(vec![Mined::ok(user_tx(1), &[])]);
-    f.resume().await;
-    let last = f.r().block_ref(block);
+    let last = a_superseded_report_still_pooled(f).await;
     f.w().signer_down = true;
     f.injector.on_stalled(last).await.expect_err("the signer is down");
     f.w().signer_down = false;
