@@ -373,6 +373,19 @@ async fn a_superseding_report_whose_first_signature_failed_still_signs_above_the
 }
 
 #[actix::test]
+async fn a_report_superseded_before_it_chose_its_nonces_passes_the_old_fees_on() {
+    let mut f = Fixture::pair(1).await;
+    superseded_while_the_signer_is_down(&mut f).await;
+    // Another block without a report, and a third outage, before the second report was signed:
+    // the first report is still pooled at the nonces the third one takes.
+    let block = f.w().mine(vec![Mined::ok(user_tx(2), &[])]);
+    let last = f.r().block_ref(block);
+    f.injector.on_stalled(last).await.expect("the third outage");
+    assert_eq!(f.r().last_record().down_ts(), last.timestamp, "the third outage");
+    assert_signed_above_the_superseded(&f);
+}
+
+#[actix::test]
 async fn a_restart_before_a_superseding_report_is_signed_still_signs_above_the_old_one() {
     let mut f = Fixture::pair(1).await;
     let last = superseded_while_the_signer_is_down(&mut f).await;
