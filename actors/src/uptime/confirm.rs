@@ -308,8 +308,10 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
         Ok(())
     }
 
+    /// Ends the outage with `result`, journaled; a failed write changes nothing, to be tried
+    /// again.
     pub(super) async fn finish(&mut self, result: OutageResult, block: Option<u64>) -> Result<(), InjectError> {
-        if let Some(mut outage) = self.outage.take() {
+        if let Some(mut outage) = self.outage.clone() {
             outage.result = result;
             outage.included_in = block;
             self.journal(&outage).await?;

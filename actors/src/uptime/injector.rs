@@ -236,23 +236,22 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
     /// The outage began after `last_block`.
     pub async fn on_stalled(&mut self, last_block: BlockRef) -> Result<(), InjectError> {
         let same = self.outage.as_ref().is_some_and(|o| o.down_ts() == last_block.timestamp);
-        let mut superseded = None;
-        if !same
-            && let Some(old) = self.outage.clone()
-            && old.result == OutageResult::Pending
-        {
+        let old = if same { None } else { self.outage.clone() };
+        // What pools may still hold at the nonces the new report takes: an unfinished report's
+        // signatures, or what a report that never chose its nonces had itself superseded.
+        let superseded = old.as_ref().and_then(|o| match (o.nonce, &o.result) {
+            (Some(nonce), OutageResult::Pending) => Some(Superseded { nonce, signed_fees: o.signed_fees.clone() }),
+            (None, _) => o.superseded.clone(),
+            (Some(_), _) => None,
+        });
+        let mut finished = Ok(());
+        if let Some(old) = old.filter(|o| o.result == OutageResult::Pending) {
             // A new stall before the last outage's report landed: that one is not reported (its
             // nonces go to this one's report), and says so.
             self.not_first(old.last_block.number.saturating_add(1), "a new outage began before the report landed");
             error!(target: "uptime", chain = self.cfg.chain, old_down_ts = old.down_ts(), new_down_ts = last_block.timestamp, "the previous outage's report never landed: superseded by the new outage");
             let reason = "superseded: a new outage began before its report landed".to_owned();
-            self.finish(OutageResult::Failed { reason }, None).await?;
-            // What pools may hold at the nonces this report takes: the old report's signatures,
-            // or, if it never chose nonces, what it had itself superseded.
-            superseded = match old.nonce {
-                Some(nonce) => Some(Superseded { nonce, signed_fees: old.signed_fees }),
-                None => old.superseded,
-            };
+            finished = self.finish(OutageResult::Failed { reason }, None).await;
         }
         self.phase = Phase::Stalled;
         self.retry_sent_at = None;
@@ -260,11 +259,14 @@ impl<N: Node, S: ReportSigner, J: Journal> Injector<N, S, J> {
             let mut record = OutageRecord::new(self.cfg.chain, last_block);
             record.superseded = superseded;
             self.count(&metrics::OUTAGES);
-            self.journal(&record).await?;
-            self.outage = Some(record);
+            // In memory before the journal: the stall is said once, so a write that fails (a
+            // full disk) must not lose it. The next check journals it before it submits.
+            self.outage = Some(record.clone());
             self.failure_counted = false;
             // Permissions can change between outages: checked again for each.
             self.preflight_ok = false;
+            finished?;
+            self.journal(&record).await?;
         }
         self.pre_position().await
     }

@@ -114,6 +114,8 @@ pub(super) struct World {
     pub answers: VecDeque<Vec<Submitted>>,
     /// The signer fails.
     pub signer_down: bool,
+    /// The journal refuses every write (a full disk).
+    pub journal_down: bool,
     /// The journal, oldest first.
     pub journal: Vec<OutageRecord>,
     pub events: Vec<Event>,
@@ -147,6 +149,7 @@ impl World {
             refusing: HashSet::new(),
             answers: VecDeque::new(),
             signer_down: false,
+            journal_down: false,
             journal: Vec::new(),
             events: Vec::new(),
             genesis_ts,
@@ -478,6 +481,9 @@ impl Journal for FakeJournal {
 
     async fn put_outage(&self, record: &OutageRecord) -> Result<(), InjectError> {
         let mut w = self.0.borrow_mut();
+        if w.journal_down {
+            return Err(InjectError::Journal("the database is closed since the disk failed".into()));
+        }
         w.journal.push(record.clone());
         w.events.push(Event::Journaled(record.clone()));
         Ok(())

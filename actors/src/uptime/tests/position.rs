@@ -386,6 +386,36 @@ async fn a_report_superseded_before_it_chose_its_nonces_passes_the_old_fees_on()
 }
 
 #[actix::test]
+async fn an_outage_that_begins_while_the_journal_cannot_be_written_is_reported_once_it_can() {
+    let mut f = Fixture::pair(1).await;
+    f.w().journal_down = true;
+    let last = f.last_block();
+    let err = f.injector.on_stalled(last).await.expect_err("the journal refuses");
+    assert!(matches!(err, InjectError::Journal(_)), "{err}");
+    f.injector.tick().await.expect_err("the journal still refuses");
+    assert!(f.r().submitted().is_empty(), "nothing submitted that the journal does not hold");
+    // The stall is said once: the checks go on from memory once the journal takes writes.
+    f.w().journal_down = false;
+    f.tick().await;
+    let record = f.r().last_record();
+    assert_eq!(record.down_ts(), last.timestamp);
+    assert!(record.fully_pooled(2), "{record:?}");
+    assert_eq!(f.value(&metrics::OUTAGES), 1.0);
+}
+
+#[actix::test]
+async fn a_new_outage_while_the_journal_cannot_be_written_still_supersedes_and_signs_above_the_old_report() {
+    let mut f = Fixture::pair(1).await;
+    let last = a_superseded_report_still_pooled(&mut f).await;
+    f.w().journal_down = true;
+    f.injector.on_stalled(last).await.expect_err("the journal refuses");
+    f.w().journal_down = false;
+    f.tick().await;
+    assert_eq!(f.r().last_record().down_ts(), last.timestamp, "the new outage");
+    assert_signed_above_the_superseded(&f);
+}
+
+#[actix::test]
 async fn a_restart_before_a_superseding_report_is_signed_still_signs_above_the_old_one() {
     let mut f = Fixture::pair(1).await;
     let last = superseded_while_the_signer_is_down(&mut f).await;
