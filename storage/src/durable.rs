@@ -3,13 +3,17 @@
 //! sled applies a write in memory before it flushes it. When the flush fails (a full disk), the
 //! write stays visible in memory although the disk never got it, and sled refuses every later
 //! write with the same error for as long as the process keeps it open, even once space returns.
-//! So the first disk error closes the database (as does any other error sled reports, a
-//! corruption or a bug of its own: its memory is then no guide to the disk either): the value
-//! is dropped, every call meanwhile is
+//! So the first disk error closes the database: the value is dropped, every call meanwhile is
 //! [`StorageError::Unavailable`], and the first call at least [`REOPEN_EVERY`] later reopens it
 //! from its directory, which holds exactly what became durable (sled recovers a transaction
 //! whole or not at all). What the process had not made durable is forgotten; the writers reload
 //! their tips from the reopened database and write it again.
+//!
+//! Any other error sled reports from a write (corruption it found, or a bug of its own) closes
+//! it too, since its memory is then no guide to the disk either; but the writer gets sled's
+//! error itself, which stops it (its supervisor restarts it with backoff, as for a corrupt row),
+//! so that a fault which returns at every reopen shows as a restart loop, not as a disk that
+//! keeps filling up.
 
 use std::{
     path::PathBuf,
@@ -38,7 +42,7 @@ pub struct DurableDb {
 #[allow(clippy::large_enum_variant)]
 enum State {
     Open(ChainsDb),
-    /// Closed by a disk failure; `warned`: a failed reopen has been logged once.
+    /// Closed by a disk failure or a sled error; `warned`: a failed reopen has been logged once.
     Closed {
         cause: String,
         at: Instant,
@@ -54,8 +58,7 @@ impl DurableDb {
     }
 
     /// Runs `f` on the database, reopening it first if a disk failure closed it (at most once
-    /// per [`REOPEN_EVERY`]). A sled error from `f` (a disk error, or any other) closes it; the
-    /// caller gets [`StorageError::Unavailable`].
+    /// per [`REOPEN_EVERY`]). A sled error from `f` closes it (see [`Self::failed`]).
     pub fn run<T>(&mut self, f: impl FnOnce(&mut ChainsDb) -> Result<T>) -> Result<T> {
         self.run_with(false, f)
     }
@@ -89,7 +92,7 @@ impl DurableDb {
 
     /// Runs the query `f` on the open database; [`StorageError::Unavailable`] while closed. It
     /// neither reopens nor closes (that needs `&mut self`): a reader that shares the database
-    /// ([`crate::SharedDb`]) calls [`Self::reopen_if_due`] first and hands a sled error from `f`
+    /// ([`crate::SharedDb`]) calls [`Self::reopen_if_due`] first and hands a disk error from `f`
     /// to [`Self::failed`].
     pub fn query<T>(&self, f: impl FnOnce(&ChainsDb) -> Result<T>) -> Result<T> {
         match &self.state {
@@ -110,16 +113,18 @@ impl DurableDb {
         }
     }
 
-    /// What the caller that met `e` answers: a sled error closes the database and is
-    /// [`StorageError::Unavailable`] (a database already closed stays as it is). A disk error
-    /// is the usual one; sled's other errors (it found corruption, or a bug of its own) leave
-    /// its memory as far from the disk, and the reopen either recovers what is durable or keeps
-    /// the database closed, saying why. Our own errors (a refused or undecodable row) are
-    /// returned as they are.
+    /// What the caller that met `e` answers. A disk error (`sled::Error::Io`) closes the
+    /// database and is [`StorageError::Unavailable`] (a database already closed stays as it
+    /// is). Any other sled error closes it too and is returned as it is (see the module
+    /// documentation). Our own errors (a refused or undecodable row) change nothing.
     pub fn failed(&mut self, e: StorageError) -> StorageError {
         match (e, &self.state) {
-            (StorageError::Sled(e), State::Open(_)) => self.close(e),
-            (StorageError::Sled(_), State::Closed { cause, at, .. }) => unavailable(cause, *at),
+            (StorageError::Sled(e @ sled::Error::Io(_)), State::Open(_)) => self.close(&e),
+            (StorageError::Sled(sled::Error::Io(_)), State::Closed { cause, at, .. }) => unavailable(cause, *at),
+            (StorageError::Sled(e), State::Open(_)) => {
+                self.close(&e);
+                StorageError::Sled(e)
+            }
             (other, _) => other,
         }
     }
@@ -137,7 +142,7 @@ impl DurableDb {
 
     /// Reopens a closed database from its directory, if it can.
     fn reopen(&mut self) {
-        let (State::Closed { at, last_attempt, warned, .. }, Some(path)) = (&mut self.state, &self.path) else {
+        let (State::Closed { cause, at, last_attempt, warned }, Some(path)) = (&mut self.state, &self.path) else {
             return;
         };
         *last_attempt = Instant::now();
@@ -148,8 +153,9 @@ impl DurableDb {
                     target: "storage",
                     path = %path.display(),
                     closed_for = ?at.elapsed(),
+                    closed_since = %cause,
                     latest_l1 = ?db.latest_l1().ok().flatten().map(|b| b.number),
-                    "reopened the database from disk after a disk failure: writing resumes from what is durable"
+                    "reopened the database from disk: writing resumes from what is durable"
                 );
                 self.state = State::Open(db);
             }
@@ -163,14 +169,14 @@ impl DurableDb {
         }
     }
 
-    /// Drops the database after a sled error; the error for the call that met it.
-    fn close(&mut self, e: sled::Error) -> StorageError {
-        let cause = e.to_string();
-        if matches!(e, sled::Error::Io(_)) {
+    /// Drops the database after the sled error `e`; the answer to the calls while it is closed.
+    fn close(&mut self, e: &sled::Error) -> StorageError {
+        let disk = matches!(e, sled::Error::Io(_));
+        if disk {
             error!(
                 target: "storage",
                 path = ?self.path,
-                %cause,
+                cause = %e,
                 reopen_every = ?REOPEN_EVERY,
                 "the disk failed: closed the database so that nothing it had not made durable is served; reopening it from disk until the disk accepts writes"
             );
@@ -178,11 +184,12 @@ impl DurableDb {
             error!(
                 target: "storage",
                 path = ?self.path,
-                %cause,
+                cause = %e,
                 reopen_every = ?REOPEN_EVERY,
                 "sled failed: closed the database so that nothing it had not made durable is served; reopening it from disk"
             );
         }
+        let cause = if disk { format!("the disk failed: {e}") } else { format!("sled failed: {e}") };
         // Dropping it releases sled's lock on the directory, so that it can be reopened.
         let now = Instant::now();
         self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now, warned: false };
@@ -190,7 +197,7 @@ impl DurableDb {
     }
 }
 
-/// The answer while closed by the disk failure `cause` at `at`.
+/// The answer while closed by `cause` at `at`.
 fn unavailable(cause: &str, at: Instant) -> StorageError {
     StorageError::Unavailable { cause: cause.to_owned(), since: at.elapsed() }
 }
@@ -224,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn any_sled_error_closes_the_database_and_it_reopens_with_what_was_durable() {
+    fn any_sled_error_from_a_write_closes_the_database_and_it_reopens_with_what_was_durable() {
         let dir = tempfile::tempdir().unwrap();
         let mut durable = DurableDb::new(ChainsDb::open(dir.path()).unwrap());
         let block = |n: u64| {
@@ -232,10 +239,16 @@ mod tests {
             crate::BlockRef { number: n, hash: h(n + 1), parent_hash: h(n), timestamp: n }
         };
         durable.run(|db| db.record_new_l1(block(0))).unwrap();
-        // sled reports a bug of its own (as a flush could) instead of a disk error.
+        // sled reports a bug of its own (as a flush could) instead of a disk error: the writer
+        // gets it, and the database is closed.
         let err = durable.run(|_| Err::<(), _>(sled::Error::ReportableBug("a flush that went wrong".into()).into()));
-        assert!(matches!(err, Err(StorageError::Unavailable { .. })), "{err:?}");
+        assert!(matches!(err, Err(StorageError::Sled(sled::Error::ReportableBug(_)))), "{err:?}");
         assert!(!durable.is_open());
+        let closed = durable.run(|db| db.latest_l1());
+        assert!(
+            matches!(&closed, Err(e @ StorageError::Unavailable { .. }) if e.to_string().contains("sled failed: ")),
+            "{closed:?}"
+        );
         // Reopened from disk; our own errors leave it open.
         durable.run_now(|db| db.flush()).unwrap();
         let refused = durable.run(|_| Err::<(), _>(StorageError::NoL1));

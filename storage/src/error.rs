@@ -162,15 +162,15 @@ pub enum StorageError {
     /// sled itself failed (I/O, or its own corruption detection).
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
-    /// The disk failed a read or a write (a full disk, say): the database was closed so that
-    /// nothing it had not made durable is served, and it is reopened from what is on disk, at
-    /// most once per second, until the disk accepts it again. Nothing is read or written
-    /// meanwhile.
+    /// The disk failed a read or a write (a full disk, say), or sled failed a write: the
+    /// database was closed so that nothing it had not made durable is served, and it is
+    /// reopened from what is on disk, at most once per second, until that succeeds. Nothing is
+    /// read or written meanwhile.
     #[error(
-        "the database is closed since the disk failed ({cause}, {since:?} ago); it reopens from what is on disk once the disk accepts writes again"
+        "the database is closed since {cause} ({since:?} ago); it reopens from what is on disk, at most once a second"
     )]
     Unavailable {
-        /// The disk's error, as sled reported it.
+        /// What failed: `the disk failed: …` or `sled failed: …`, with sled's error.
         cause: String,
         /// How long ago it failed.
         since: std::time::Duration,

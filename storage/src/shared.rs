@@ -19,7 +19,8 @@
 //!
 //! A reader that finds the database closed and due for a reopen reopens it (that takes the
 //! writer's access, once), so that the watchers' reads after a disk failure bring it back as
-//! their writes do. A sled error met by a read closes it, as one met by a write does.
+//! their writes do. A disk error met by a read closes it, as one met by a write does (sled's
+//! other errors close it only from a write, whose changes they may have left in memory).
 
 use std::sync::{
     Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard,
@@ -71,7 +72,7 @@ impl SharedDb {
 
     /// Runs the query `f` concurrently with other readers. [`StorageError::Unavailable`] while a
     /// disk failure has the database closed; a closed database due for a reopen is reopened
-    /// first; a sled error from `f` closes it (the caller gets `Unavailable`).
+    /// first; a disk error from `f` closes it (the caller gets `Unavailable`).
     pub fn read<T>(&self, f: impl FnOnce(&ChainsDb) -> Result<T>) -> Result<T> {
         let mut db = self.read_lock();
         if db.reopen_due() {
@@ -80,7 +81,7 @@ impl SharedDb {
             db = self.read_lock();
         }
         match db.query(f) {
-            Err(e @ StorageError::Sled(_)) => {
+            Err(e @ StorageError::Sled(sled::Error::Io(_))) => {
                 drop(db);
                 Err(self.write(|db| db.failed(e)))
             }
