@@ -171,25 +171,19 @@ impl DurableDb {
 
     /// Drops the database after the sled error `e`; the answer to the calls while it is closed.
     fn close(&mut self, e: &sled::Error) -> StorageError {
-        let disk = matches!(e, sled::Error::Io(_));
-        if disk {
-            error!(
-                target: "storage",
-                path = ?self.path,
-                cause = %e,
-                reopen_every = ?REOPEN_EVERY,
-                "the disk failed: closed the database so that nothing it had not made durable is served; reopening it from disk until the disk accepts writes"
-            );
+        let (failed, until) = if matches!(e, sled::Error::Io(_)) {
+            ("the disk failed", " until the disk accepts writes")
         } else {
-            error!(
-                target: "storage",
-                path = ?self.path,
-                cause = %e,
-                reopen_every = ?REOPEN_EVERY,
-                "sled failed: closed the database so that nothing it had not made durable is served; reopening it from disk"
-            );
-        }
-        let cause = if disk { format!("the disk failed: {e}") } else { format!("sled failed: {e}") };
+            ("sled failed", "")
+        };
+        error!(
+            target: "storage",
+            path = ?self.path,
+            cause = %e,
+            reopen_every = ?REOPEN_EVERY,
+            "{failed}: closed the database so that nothing it had not made durable is served; reopening it from disk{until}"
+        );
+        let cause = format!("{failed}: {e}");
         // Dropping it releases sled's lock on the directory, so that it can be reopened.
         let now = Instant::now();
         self.state = State::Closed { cause: cause.clone(), at: now, last_attempt: now, warned: false };
