@@ -327,6 +327,20 @@ pub async fn block_updates(l2: &Anvil, number: u64) -> Result<(u64, Vec<(String,
 /// on a loaded machine (the tests run in parallel on two cores).
 pub const LATE_CHECK_SLACK: u64 = 1;
 
+/// The promise of the refresh schedule: at wall-clock second `at`, the pooled `t_up` is at most
+/// `max(⌈refresh⌉ + margin, 10 % of the outage's age)` seconds old (`pricing::staleness_bound`,
+/// written out here as the test's own oracle).
+pub fn staleness_bound(at: u64, down_ts: u64) -> u64 {
+    (REFRESH_MS.div_ceil(1000) + MARGIN).max(at.saturating_sub(down_ts) / 10)
+}
+
+/// [`assert_pair_first_within`] with the schedule's bound at the including block's timestamp
+/// (plus [`LATE_CHECK_SLACK`]) as slack.
+pub async fn assert_pair_first_fresh(f: &Fixture, last_ts: u64, block: u64) -> Result<u64> {
+    let (ts, _) = block_after_gap(&f.l2, block).await?;
+    assert_pair_first_within(f, last_ts, block, staleness_bound(ts, last_ts) + LATE_CHECK_SLACK).await
+}
+
 /// The core assertions of scenario 1: indices 0 and 1 carry the pair, the user tx comes after,
 /// `t_up` is at most one refresh (and the margin, and [`LATE_CHECK_SLACK`]) old and not in the
 /// future, the feed says up since `t_up`.

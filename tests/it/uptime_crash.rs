@@ -15,8 +15,7 @@ use crate::{
     harness::{wait_for, wait_until_unix_second},
     supervisor::{Supervisor, hex_u64},
     uptime::{
-        CHAIN, Fixture, LATE_CHECK_SLACK, MARGIN, MAX_AGE, REFRESH_MS, WAIT, assert_pair_first_within,
-        assert_report_first, block_after_gap, wait_landed_first,
+        CHAIN, Fixture, MAX_AGE, WAIT, assert_pair_first_fresh, assert_report_first, block_after_gap, wait_landed_first,
     },
 };
 
@@ -43,15 +42,12 @@ async fn signer_pool(f: &Fixture) -> Result<(Vec<u64>, usize)> {
 }
 
 /// The report is first in `block`: the reporter call at index 0, or the pair at 0 and 1 with a
-/// `t_up` no older than the refresh schedule's bound at that moment
-/// (`max(⌈refresh⌉ + margin, 10 % of the outage's age)`, `pricing::staleness_bound`).
+/// `t_up` no older than the refresh schedule's bound at that moment.
 async fn assert_first(f: &Fixture, last_ts: u64, block: u64) -> Result<()> {
     if f.reporter.is_some() {
         assert_report_first(f, last_ts, block).await?;
     } else {
-        let (ts, _) = block_after_gap(&f.l2, block).await?;
-        let bound = (REFRESH_MS.div_ceil(1000) + MARGIN).max(ts.saturating_sub(last_ts) / 10);
-        assert_pair_first_within(f, last_ts, block, bound + LATE_CHECK_SLACK).await?;
+        assert_pair_first_fresh(f, last_ts, block).await?;
     }
     Ok(())
 }

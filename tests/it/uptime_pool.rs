@@ -26,10 +26,7 @@ use tokio::{
 use crate::{
     harness::{Anvil, AnvilOptions, Proxy, unix_now, wait_for},
     supervisor::{Supervisor, hex_u64},
-    uptime::{
-        CHAIN, Fixture, LATE_CHECK_SLACK, MARGIN, REFRESH_MS, WAIT, assert_pair_first_within, assert_report_first,
-        wait_landed_first,
-    },
+    uptime::{CHAIN, Fixture, WAIT, assert_pair_first_fresh, assert_report_first, staleness_bound, wait_landed_first},
 };
 
 const POLL: Duration = Duration::from_millis(50);
@@ -39,12 +36,6 @@ const FLOOR: u128 = 1_000_000_000;
 const BUMP: u128 = 10;
 /// `endpoint` labels.
 const LOST_RPC: &str = "report_pool_lost_total{chain=\"901\",endpoint=\"rpc\"}";
-
-/// The promise of the refresh schedule: at wall-clock second `at`, the pooled `t_up` is at most
-/// `max(⌈refresh⌉ + margin, 10 % of the outage's age)` seconds old.
-fn staleness_bound(at: u64, down_ts: u64) -> u64 {
-    (REFRESH_MS.div_ceil(1000) + MARGIN).max(at.saturating_sub(down_ts) / 10)
-}
 
 /// One transaction of the signer in a node's pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,18 +90,6 @@ fn decode_update_status(input: &str) -> Result<(bool, u64)> {
     ensure!(bytes.len() == 68, "updateStatus calldata is 68 bytes, not {}: {input}", bytes.len());
     let down = bytes[35] == 1 && bytes[4..35].iter().all(|b| *b == 0);
     Ok((down, u64::from_be_bytes(bytes[60..68].try_into()?)))
-}
-
-/// Block `number`'s timestamp.
-async fn block_ts(node: &Anvil, number: u64) -> Result<u64> {
-    Ok(node.canonical_chain(number, number).await?[0].timestamp)
-}
-
-/// The pair's assertion with the schedule's bound at the including block's timestamp as slack
-/// (plus [`LATE_CHECK_SLACK`]).
-async fn assert_pair_first_fresh(f: &Fixture, last_ts: u64, block: u64) -> Result<u64> {
-    let ts = block_ts(&f.l2, block).await?;
-    assert_pair_first_within(f, last_ts, block, staleness_bound(ts, last_ts) + LATE_CHECK_SLACK).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
